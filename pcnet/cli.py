@@ -1,0 +1,86 @@
+"""The `pcnet` console command: administration that happens outside a running server.
+
+    pcnet init --data-dir DIR          a new data directory: config, database, CA, first admin
+    pcnet import-users --config F CSV  create or update users from CSV
+    pcnet import-printers --config F CSV
+    pcnet token create --config F NAME a new API token, printed once
+    pcnet analyse FILE...              spool file analysis, one JSON object per file
+    pcnet cups install|wrap|unwrap|list
+
+Every failure is one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pcnet.errors import PcnetError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pcnet", description="pcnet print management administration")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    init = sub.add_parser("init", help="create a data directory with config, database, CA and first admin")
+    init.add_argument("--data-dir", required=True)
+    init.add_argument("--database", default=None, help="database URL (default: embedded SQLite)")
+    init.add_argument("--admin", default="admin", help="first administrator's username")
+    init.add_argument("--host", action="append", default=None,
+                      help="name or address the server certificate is valid for (repeatable)")
+    init.add_argument("--http", default=None, help="endpoint for plain HTTP + TLS (default tcp:9191)")
+    init.add_argument("--tls", default=None, help="endpoint for TLS only (default tcp:9192)")
+    init.add_argument("--if-missing", action="store_true",
+                      help="do nothing (and succeed) if the data directory is already initialised")
+
+    for name, what in (("import-users", "users"), ("import-printers", "printers")):
+        imp = sub.add_parser(name, help=f"create or update {what} from a CSV file")
+        imp.add_argument("--config", required=True)
+        imp.add_argument("csv")
+
+    token = sub.add_parser("token", help="API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="create an API token (printed once)")
+    create.add_argument("--config", required=True)
+    create.add_argument("name")
+    create.add_argument("--user", default=None, help="the administrator the token acts as")
+
+    analyse = sub.add_parser("analyse", help="analyse spool files: pages, colour pages, duplex, size")
+    analyse.add_argument("files", nargs="+")
+
+    cups = sub.add_parser("cups", help="CUPS integration: install the backend, wrap queues")
+    cups.add_argument("cups_args", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "analyse":
+            from pcnet.spool import analyse_command
+
+            return analyse_command(args.files, sys.stdout)
+        if args.command == "cups":
+            from pcnet.provider.cupsadmin import cups_command
+
+            return cups_command(args.cups_args, sys.stdout, sys.stderr)
+        from pcnet import admin
+
+        if args.command == "init":
+            return admin.run(admin.init, args)
+        if args.command == "import-users":
+            return admin.run(admin.import_users, args)
+        if args.command == "import-printers":
+            return admin.run(admin.import_printers, args)
+        if args.command == "token":
+            return admin.run(admin.create_token, args)
+    except PcnetError as e:
+        sys.stderr.write(f"pcnet: {e.message}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Configuration: one TOML file per node, validated against a declared schema.
+
+Every key pcnet understands is declared once in `SCHEMA` with its type, default and a line of
+help; `etc/pcnet.toml` documents the same keys. An unknown section or key, a wrong type or a bad
+value stops start-up with one line naming the file, the key and what is wrong (a `ConfigError`),
+so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from pcnet.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Key:
+    type: type | tuple[type, ...]
+    default: Any
+    help: str
+    check: Callable[[Any], str | None] | None = None  # returns an error message or None
+
+
+def _positive(v):
+    return None if v > 0 else "must be greater than zero"
+
+
+def _endpoint(v):
+    return None if ":" in v else "must be a Twisted endpoint string such as \"tcp:9191\""
+
+
+def _database_url(v):
+    if v.startswith("sqlite:") or v.startswith("postgresql:") or v.startswith("postgres:"):
+        return None
+    return "must start with sqlite: or postgresql:"
+
+
+def _networks(v):
+    for net in v:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except (ValueError, TypeError):
+            return f"{net!r} is not a network such as \"10.0.0.0/8\""
+    return None
+
+
+def _choice(*options):
+    def check(v):
+        return None if v in options else f"must be one of {', '.join(options)}"
+    return check
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "server": {
+        "name": Key(str, "app", "this node's name, shown in logs and recorded as the origin of its transactions"),
+        "data_dir": Key(str, ".", "directory for the database, TLS files and journals (relative to this file)"),
+        "http": Key(str, "tcp:9191", "listener for plain HTTP and TLS, told apart by the first byte", _endpoint),
+        "tls": Key(str, "tcp:9192", "listener for TLS only (HTTPS and pcnet/1)", _endpoint),
+        "public_host": Key(str, "localhost", "host name clients use to reach this server; printed at start-up"),
+    },
+    "database": {
+        "url": Key(str, "sqlite:///pcnet.db",
+                   "sqlite:///PATH (relative to data_dir) or postgresql://USER@HOST:PORT/DBNAME", _database_url),
+        "pool_size": Key(int, 16, "PostgreSQL connections kept open", _positive),
+    },
+    "tls": {
+        "ca_cert": Key(str, "tls/ca.pem", "the deployment CA certificate (relative to data_dir)"),
+        "cert": Key(str, "tls/server.pem", "this server's certificate, signed by the CA"),
+        "key": Key(str, "tls/server.key", "this server's private key"),
+    },
+    "protocol": {
+        "heartbeat_interval": Key((int, float), 5, "seconds between pcnet/1 heartbeats on an idle link", _positive),
+        "missed_beats": Key(int, 3, "heartbeats missed before a link is declared down", _positive),
+        "max_line_length": Key(int, 1048576, "longest pcnet/1 line accepted, in bytes", _positive),
+        "auto_approve_networks": Key(list, [], "nodes connecting from these networks are approved without an administrator", _networks),
+    },
+    "quotas": {
+        "check_interval": Key((int, float), 60, "seconds between checks for due quota allocations", _positive),
+    },
+    "jobs": {
+        "hold_expiry_hours": Key((int, float), 24, "held jobs not released within this time expire", _positive),
+    },
+}
+
+
+class Config:
+    """A validated configuration. `config["server"]["http"]`, plus path helpers."""
+
+    def __init__(self, path: Path | None, values: dict[str, dict[str, Any]]):
+        self.path = path
+        self.values = values
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.values[section]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    @property
+    def data_dir(self) -> Path:
+        return (self.base_dir / self["server"]["data_dir"]).resolve()
+
+    def data_path(self, relative: str) -> Path:
+        """A path from the config, relative to the data directory unless absolute."""
+        return (self.data_dir / relative).resolve()
+
+    @property
+    def database_url(self) -> str:
+        url = self["database"]["url"]
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            return "sqlite:///" + str(self.data_path(url[len("sqlite:///"):]))
+        return url
+
+
+def parse(text: str, path: Path | None = None, schema=SCHEMA) -> Config:
+    where = str(path) if path is not None else "<config>"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: not valid TOML: {e}") from None
+    values: dict[str, dict[str, Any]] = {}
+    for section, keys in raw.items():
+        if section not in schema:
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(schema)})")
+        if not isinstance(keys, dict):
+            raise ConfigError(f"{where}: {section} must be a [section]")
+    for section, keys in schema.items():
+        given = raw.get(section, {})
+        out = values[section] = {}
+        for name in given:
+            if name not in keys:
+                raise ConfigError(f"{where}: [{section}] unknown key {name!r} (known: {', '.join(keys)})")
+        for name, key in keys.items():
+            value = given.get(name, key.default)
+            types = key.type if isinstance(key.type, tuple) else (key.type,)
+            if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+                expected = " or ".join(t.__name__ for t in types)
+                raise ConfigError(f"{where}: [{section}] {name}: expected {expected}, got {value!r}")
+            if key.check is not None:
+                problem = key.check(value)
+                if problem:
+                    raise ConfigError(f"{where}: [{section}] {name}: {value!r} {problem}")
+            out[name] = value
+    return Config(path, values)
+
+
+def load(path: str | Path, schema=SCHEMA) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    return parse(text, path.resolve(), schema)
+
+
+def render_example(schema=SCHEMA, overrides: dict[str, dict[str, Any]] | None = None) -> str:
+    """A commented TOML file with every key: the example in etc/ and what `pcnet init` writes."""
+    overrides = overrides or {}
+    lines = ["# pcnet configuration. Every key is optional; the values shown are the defaults.", ""]
+    for section, keys in schema.items():
+        lines.append(f"[{section}]")
+        for name, key in keys.items():
+            value = overrides.get(section, {}).get(name, key.default)
+            lines.append(f"# {key.help}")
+            lines.append(f"{name} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value)

@@ -1,0 +1,234 @@
+"""The interfaces between pcnet's parts, in one place.
+
+Implementations and fakes are checked against these with `zope.interface.verify.verifyObject`
+in the tests. Methods are declared without `self`.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class IStore(Interface):
+    """pcnet's system of record: one interface, one engine per database (SQLite, PostgreSQL).
+
+    Every method returns a Deferred (methods may be implemented as coroutines wrapped with
+    `Deferred.fromCoroutine`). Records are the dataclasses of `pcnet.domain.model`. Methods raise
+    `pcnet.errors.NotFound` for a missing id, `Conflict` for a duplicate unique name, and
+    `InsufficientFunds` when a guarded ledger entry would take a restricted account below its
+    overdraft limit. Money is Decimal here and integer minor units in the tables.
+    """
+
+    engine = Attribute("'sqlite' or 'postgres'")
+
+    def start():
+        """Connect and apply pending numbered migrations. Fails with StoreUnavailable
+        (naming the address or file) when the database cannot be reached."""
+
+    def stop():
+        """Close connections; pending writes are finished first."""
+
+    # --- users and groups -------------------------------------------------------------
+    def create_user(username, *, full_name="", email="", department="", office="",
+                    card_numbers=(), password_hash=None, pin_hash=None, admin=False,
+                    initial_balance=None, restricted=True, overdraft=None):
+        """Create a user and its personal account (with an INITIAL transaction when
+        initial_balance is given). Returns the User. Conflict if the username exists or a card
+        number is taken."""
+
+    def get_user(user_id):
+        """User by id (NotFound)."""
+
+    def get_user_by_name(username):
+        """User by username (NotFound)."""
+
+    def find_user_by_card(card_number):
+        """User holding this card number, or None."""
+
+    def list_users(offset=0, limit=100, search=None):
+        """(list[User], total) ordered by username; search matches username/full name/email."""
+
+    def update_user(user_id, **fields):
+        """Change any of: full_name, email, department, office, card_numbers, password_hash,
+        pin_hash, disabled, admin. Returns the User."""
+
+    def create_group(name, description=""):
+        """Returns the Group; Conflict on a duplicate name."""
+
+    def get_group(group_id):
+        """Group by id."""
+
+    def get_group_by_name(name):
+        """Group by name (NotFound)."""
+
+    def list_groups():
+        """list[Group] ordered by name."""
+
+    def add_group_member(group_id, user_id):
+        """Idempotent."""
+
+    def remove_group_member(group_id, user_id):
+        """Idempotent."""
+
+    def group_members(group_id):
+        """list[User] of the group."""
+
+    def user_groups(user_id):
+        """list[Group] the user belongs to."""
+
+    # --- accounts and ledger ---------------------------------------------------------
+    def create_shared_account(name, *, parent_id=None, pin_hash=None, restricted=False,
+                              overdraft=None, comment="", initial_balance=None):
+        """Returns the Account; Conflict on a duplicate name."""
+
+    def get_account(account_id):
+        """Account by id, with its current balance."""
+
+    def get_account_by_name(name):
+        """Shared account by name (NotFound)."""
+
+    def list_accounts(kind=None, offset=0, limit=100):
+        """(list[Account], total) ordered by name."""
+
+    def update_account(account_id, **fields):
+        """Change any of: name, restricted, overdraft, pin_hash, parent_id, disabled, comment."""
+
+    def grant_account_access(account_id, *, user_id=None, group_id=None):
+        """Let a user or a group's members charge a shared account. Idempotent."""
+
+    def revoke_account_access(account_id, *, user_id=None, group_id=None):
+        """Idempotent."""
+
+    def account_access(account_id):
+        """{"users": [user ids], "groups": [group ids]}."""
+
+    def user_can_use_account(user_id, account_id):
+        """True if the account is the user's personal one, or a shared account granted to the
+        user directly or through a group."""
+
+    def apply_ledger_entry(entry, *, guard=False):
+        """Apply a LedgerEntry in one database transaction: insert the transaction row with
+        balance_after and move the account balance. A uuid that already exists is a no-op that
+        returns the existing Transaction. With guard=True a charge that would take a restricted
+        account below -overdraft raises InsufficientFunds and changes nothing."""
+
+    def set_balance(account_id, balance, *, uuid, comment="", origin="app"):
+        """Set the balance to an exact figure, recorded as a SET transaction of the delta
+        (computed inside the database transaction)."""
+
+    def list_transactions(account_id, offset=0, limit=100):
+        """(list[Transaction], total), newest first."""
+
+    # --- printers ----------------------------------------------------------------------
+    def create_printer(name, *, server="", queue="", location="", cost_model=None,
+                       filters=None, hold_mode=None, failure_mode=None, pdl=""):
+        """Returns the Printer; Conflict on a duplicate name."""
+
+    def get_printer(printer_id):
+        """Printer by id."""
+
+    def get_printer_by_name(name):
+        """Printer by name (NotFound)."""
+
+    def find_printer(server, queue):
+        """Printer by (print server, queue name), or None."""
+
+    def list_printers():
+        """list[Printer] ordered by name."""
+
+    def update_printer(printer_id, **fields):
+        """Change any of: name (the id and history stay), server, queue, location, cost_model,
+        filters, hold_mode, failure_mode, pdl, disabled. Returns the Printer."""
+
+    # --- jobs ----------------------------------------------------------------------------
+    def record_job(job, charge=None, *, guard=True):
+        """Write a JobRecord to the job log and, if `charge` (a LedgerEntry) is given, apply it
+        in the same database transaction. Idempotent on job.uuid: a repeat returns the stored
+        (JobRecord, Transaction|None) and charges nothing. InsufficientFunds (guarded) writes
+        nothing. Returns (JobRecord, Transaction | None)."""
+
+    def update_job_status(job_uuid, status, *, reason="", charge=None, guard=True):
+        """Move a job (e.g. held -> printed, with its charge; held -> cancelled/expired) in one
+        transaction. Returns (JobRecord, Transaction | None)."""
+
+    def get_job(job_uuid):
+        """JobRecord by uuid (NotFound)."""
+
+    def list_jobs(offset=0, limit=100, *, user_id=None, printer_id=None, account_id=None,
+                  status=None, since=None, until=None):
+        """(list[JobRecord], total) newest first, filtered."""
+
+    def find_duplicate_job(user_id, printer_id, document_name, pages, since):
+        """True if a printed or held job with the same user, printer, document name and page
+        count exists at or after `since`."""
+
+    # --- quotas ---------------------------------------------------------------------------
+    def create_quota(group_id, amount, period, *, cap=None, next_due_at):
+        """Returns the Quota."""
+
+    def list_quotas():
+        """list[Quota]."""
+
+    def update_quota(quota_id, **fields):
+        """Change any of: amount, period, cap, next_due_at."""
+
+    def delete_quota(quota_id):
+        """Remove a quota schedule (its past allocations stay in the ledger)."""
+
+    def due_quotas(now):
+        """list[Quota] whose next_due_at <= now."""
+
+    def mark_quota_applied(quota_id, applied_at, next_due_at):
+        """Record a run of the schedule."""
+
+    # --- API tokens -----------------------------------------------------------------------
+    def create_api_token(name, token_hash, *, user_id=None):
+        """Store a token's hash (never the token). Returns the ApiToken."""
+
+    def find_api_token(token_hash):
+        """ApiToken for this hash, or None (and records last use)."""
+
+    def list_api_tokens():
+        """list[ApiToken]."""
+
+    def revoke_api_token(token_id):
+        """Delete a token."""
+
+
+# --- pcnet/1 line protocol (pcnet.net) --------------------------------------------------------
+
+
+class INodeRegistry(Interface):
+    """Decides whether a node (Print Provider, Site Server, device gateway) may speak pcnet/1.
+
+    Asked once per `hello`. Implementations: `pcnet.net.registry.MemoryNodeRegistry` (tests,
+    config-driven auto-approval) and the store-backed one. See docs/protocol.md, "hello".
+    """
+
+    def check(role, node, credential, peer):
+        """Return a Deferred firing with a `pcnet.net.registry.NodeStatus`.
+
+        `role` is "provider", "site" or "device"; `node` the node's name; `credential` the
+        secret it presented (never log or store it in clear); `peer` the connection's
+        `IAddress` (an `IPv4Address`/`IPv6Address` for TCP). APPROVED lets the node in; PENDING
+        means "known or first seen, waiting for an administrator" (a first contact should be
+        recorded as pending with its credential); REJECTED turns it away (also for a wrong
+        credential). May fail; the node then gets an `internal` error and may retry.
+        """
+
+
+class ILineSession(Interface):
+    """One end's view of a pcnet/1 connection; what operation handlers receive as `session`."""
+
+    role = Attribute(
+        "The peer's role: 'provider', 'site' or 'device' on the server side once the peer's"
+        " hello was approved, 'server' on the client side, None before that."
+    )
+    node = Attribute("The peer's node name (the server's name on the client side), or None.")
+    peer = Attribute("The peer's IAddress.")
+    authenticated = Attribute("True once the hello exchange succeeded.")
+
+    def request(op, **fields):
+        """Send a request to the peer; a Deferred firing with the reply's fields (a dict), or
+        failing with `RemoteError` (the peer's error code and message) or `LinkDown`."""
+
+    def close():
+        """Close the connection gracefully; pending requests fail with `LinkDown`."""

@@ -1,0 +1,65 @@
+"""Money parsing never accepts floats; configuration errors name the file and key."""
+
+from decimal import Decimal
+
+import pytest
+
+from pcnet import config
+from pcnet.errors import ConfigError, InvalidInput
+from pcnet.money import format_money, from_minor, parse_money, to_minor
+
+
+def test_money_round_trips_through_minor_units():
+    assert to_minor(Decimal("1.2345")) == 12345
+    assert from_minor(12345) == Decimal("1.2345")
+    assert to_minor(Decimal("-0.00005")) == 0  # half-even
+    assert format_money(Decimal("2")) == "2.0000"
+
+
+@pytest.mark.parametrize("bad", [1.5, True, None, "abc", "NaN", "Infinity", "1e20", [1]])
+def test_parse_money_refuses_bad_input(bad):
+    with pytest.raises(InvalidInput):
+        parse_money(bad)
+
+
+def test_parse_money_accepts_strings_and_ints():
+    assert parse_money("1.50") == Decimal("1.5000")
+    assert parse_money(" -2 ") == Decimal("-2.0000")
+    assert parse_money(3) == Decimal("3.0000")
+
+
+def test_example_config_parses_to_defaults():
+    c = config.parse(config.render_example())
+    assert c["server"]["http"] == "tcp:9191"
+    assert c["protocol"]["missed_beats"] == 3
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[server]\nhtpp = 'tcp:1'\n", "[server] unknown key 'htpp'"),
+    ("[servr]\n", "unknown section [servr]"),
+    ("[server]\nhttp = 9191\n", "[server] http: expected str"),
+    ("[server]\nhttp = '9191'\n", "[server] http: '9191' must be a Twisted endpoint"),
+    ("[database]\nurl = 'mysql://x'\n", "[database] url"),
+    ("[protocol]\nmissed_beats = 0\n", "[protocol] missed_beats"),
+    ("[protocol]\nmissed_beats = true\n", "[protocol] missed_beats: expected int"),
+    ("[protocol]\nauto_approve_networks = ['10.0.0.0/33']\n", "auto_approve_networks"),
+    ("[server\n", "not valid TOML"),
+])
+def test_config_errors_name_file_and_key(tmp_path, text, fragment):
+    path = tmp_path / "pcnet.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        config.load(path)
+    assert str(path) in e.value.message
+    assert fragment in e.value.message
+
+
+def test_missing_config_file_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        config.load(tmp_path / "nope.toml")
+
+
+def test_sqlite_path_is_relative_to_data_dir(tmp_path):
+    path = tmp_path / "pcnet.toml"
+    path.write_text("[server]\ndata_dir = 'data'\n[database]\nurl = 'sqlite:///x.db'\n")
+    assert config.load(path).database_url == f"sqlite:///{tmp_path}/data/x.db"
