@@ -232,3 +232,6 @@ class ILineSession(Interface):
 
     def close():
         """Close the connection gracefully; pending requests fail with `LinkDown`."""
+
+    def when_closed():
+        """A Deferred firing (with the reason, as text) once the connection is gone."""

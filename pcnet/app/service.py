@@ -1,0 +1,175 @@
+"""The Application Server role as a Twisted service tree.
+
+    ApplicationServer (MultiService)
+      the store            started first; nothing listens until migrations are applied
+      quota scheduler      TimerService, every [quotas] check_interval seconds
+      listeners            [server] http (plain HTTP + TLS) and [server] tls (TLS only), each a
+                           MultiplexingFactory: HTTP -> the web root (admin JSON API at /api/v1),
+                           TLS with ALPN pcnet/1 -> the line protocol (providers, site servers)
+
+Start-up problems that can be seen before the reactor runs (a bad config, missing TLS files, an
+unreachable database) are raised as `PcnetError` from `make_app_service`, so `twistd` prints one
+line and exits 1. Problems found later (a migration failing) are logged and stop the reactor.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from twisted.application.service import MultiService
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from pcnet import config as configlib
+from pcnet.app.jobs import JobService
+from pcnet.app.quotas import QuotaScheduler, quota_service
+from pcnet.errors import ConfigError, PcnetError, StoreUnavailable
+from pcnet.net.line import LineConfig, LineServerFactory, Operations
+from pcnet.net.listener import MultiplexingFactory
+from pcnet.net.tls import server_tls_options
+
+
+def _read(cfg, key: str) -> bytes:
+    path = cfg.data_path(cfg["tls"][key])
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{cfg.path}: [tls] {key}: {path} does not exist (run `pcnet init`)") from None
+    except OSError as e:
+        raise ConfigError(f"{cfg.path}: [tls] {key}: cannot read {path}: {e.strerror}") from None
+
+
+def check_database_reachable(url: str) -> None:
+    """Fail fast, before the reactor runs, when the database cannot be reached at all."""
+    if url.startswith("sqlite:"):
+        import sqlite3
+
+        path = url[len("sqlite:///") - 1:] if url.startswith("sqlite:///") else None
+        if path:
+            try:
+                sqlite3.connect(path).close()
+            except sqlite3.Error as e:
+                raise StoreUnavailable(f"cannot open SQLite database {path}: {e}") from None
+        return
+    import psycopg2
+
+    try:
+        psycopg2.connect(url, connect_timeout=5).close()
+    except psycopg2.Error as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise StoreUnavailable(f"cannot reach PostgreSQL at {_pg_address(url)}: {first_line}") from None
+
+
+def _pg_address(url: str) -> str:
+    """host:port/dbname of a PostgreSQL URL or DSN, without user or password."""
+    from psycopg2.extensions import parse_dsn
+
+    try:
+        dsn = parse_dsn(url)
+    except Exception:
+        return "the configured address"
+    return f"{dsn.get('host', 'localhost')}:{dsn.get('port', '5432')}/{dsn.get('dbname', '')}"
+
+
+class ApplicationServer(MultiService):
+    """The Application Server: store first, then the quota timer and the listeners."""
+
+    log = Logger()
+
+    def __init__(self, cfg, reactor, store, *, tls_options, line_ops: Operations | None = None,
+                 node_registry=None):
+        super().__init__()
+        self.cfg = cfg
+        self.reactor = reactor
+        self.store = store
+        self.jobs = JobService(store, reactor)
+        self.quotas = QuotaScheduler(store, reactor, on_account_changed=self.jobs.directory.forget_account)
+        self.tls_options = tls_options
+        self.line_ops = line_ops if line_ops is not None else Operations()
+        self.node_registry = node_registry
+        self.ports = []
+        self.ready: Deferred = Deferred()
+        self._starting: Deferred | None = None
+
+    # The web root: the admin API and, later, the admin and user web.
+    def web_root(self) -> Resource:
+        from pcnet.web.api import AdminApi
+
+        root = Resource()
+        api = Resource()
+        root.putChild(b"api", api)
+        api.putChild(b"v1", AdminApi(self.store, self.jobs, self.reactor).resource())
+        return root
+
+    def line_factory(self) -> LineServerFactory:
+        p = self.cfg["protocol"]
+        line_config = LineConfig(max_line_length=p["max_line_length"],
+                                 heartbeat_interval=float(p["heartbeat_interval"]),
+                                 missed_beats=p["missed_beats"])
+        return LineServerFactory(self.line_ops, self.node_registry, clock=self.reactor,
+                                 config=line_config, server_name=self.cfg["server"]["name"])
+
+    def startService(self):
+        super().startService()
+        self._starting = Deferred.fromCoroutine(self._start())
+        self._starting.addErrback(self._start_failed)
+
+    async def _start(self):
+        await self.store.start()
+        quota_service(self.quotas, float(self.cfg["quotas"]["check_interval"])).setServiceParent(self)
+        site = Site(self.web_root())
+        line = self.line_factory()
+        for key, allow_plain in (("http", True), ("tls", False)):
+            description = self.cfg["server"][key]
+            factory = MultiplexingFactory(site, line, self.tls_options, allow_plain=allow_plain,
+                                          clock=self.reactor)
+            try:
+                port = await endpoints.serverFromString(self.reactor, description).listen(factory)
+            except Exception as e:
+                raise ConfigError(f"{self.cfg.path}: [server] {key}: cannot listen on {description}: {e}") from None
+            self.ports.append(port)
+            address = port.getHost()
+            self.log.info("pcnet app listening on {what} port {port} ({kind})", what=key,
+                          port=getattr(address, "port", address),
+                          kind="HTTP, HTTPS and pcnet/1" if allow_plain else "HTTPS and pcnet/1")
+        self.ready.callback(self)
+
+    def _start_failed(self, failure):
+        if failure.check(PcnetError):
+            self.log.critical("pcnet: cannot start: {message}", message=failure.value.message)
+        else:
+            self.log.failure("pcnet: cannot start", failure)
+        if not self.ready.called:
+            self.ready.errback(failure)
+        if self.reactor.running:
+            self.reactor.stop()
+
+    async def _stop(self):
+        if self._starting is not None and not self._starting.called:
+            self._starting.cancel()
+        for port in self.ports:
+            await port.stopListening()
+        self.ports = []
+        await super().stopService()
+        await self.store.stop()
+
+    def stopService(self):
+        return Deferred.fromCoroutine(self._stop())
+
+
+def make_app_service(config_path, reactor, *, store=None) -> ApplicationServer:
+    """Build the Application Server from its configuration file (see etc/pcnet.toml)."""
+    from pcnet.net.registry import MemoryNodeRegistry
+    from pcnet.store import open_store
+
+    cfg = configlib.load(config_path)
+    tls_options = server_tls_options(_read(cfg, "cert"), _read(cfg, "key"), _read(cfg, "ca_cert"))
+    networks = [ipaddress.ip_network(n, strict=False) for n in cfg["protocol"]["auto_approve_networks"]]
+    if store is None:
+        check_database_reachable(cfg.database_url)
+        store = open_store(cfg.database_url, reactor=reactor, pool_size=cfg["database"]["pool_size"])
+    registry = MemoryNodeRegistry(auto_approve_networks=[str(n) for n in networks])
+    return ApplicationServer(cfg, reactor, store, tls_options=tls_options, node_registry=registry)

@@ -1,0 +1,45 @@
+"""Networking shared by every pcnet role: TLS, the listeners and the pcnet/1 line protocol.
+
+- `pcnet.net.tls`: the deployment's own certificate authority and the TLS options built from it;
+- `pcnet.net.listener`: the Application/Site Server listener that serves plain HTTP, HTTPS and
+  pcnet/1 on one port (first byte, then ALPN, picks the protocol);
+- `pcnet.net.line`: pcnet/1 itself, one implementation for both ends of a link;
+- `pcnet.net.registry`: node approval (`NodeStatus`, the in-memory `MemoryNodeRegistry`).
+
+The protocol is specified in `docs/protocol.md`.
+"""
+
+from pcnet.net.line import (
+    PROTOCOL_VERSION,
+    LineClientFactory,
+    LineClientProtocol,
+    LineConfig,
+    LineProtocol,
+    LineServerFactory,
+    LineServerProtocol,
+    LinkDown,
+    Operations,
+    RemoteError,
+    client_service,
+    connect,
+)
+from pcnet.net.listener import MultiplexingFactory
+from pcnet.net.registry import MemoryNodeRegistry, NodeStatus
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "LineClientFactory",
+    "LineClientProtocol",
+    "LineConfig",
+    "LineProtocol",
+    "LineServerFactory",
+    "LineServerProtocol",
+    "LinkDown",
+    "MemoryNodeRegistry",
+    "MultiplexingFactory",
+    "NodeStatus",
+    "Operations",
+    "RemoteError",
+    "client_service",
+    "connect",
+]
