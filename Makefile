@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,provider]'
+	$(BIN)/pip install --quiet --config-settings editable_mode=compat -e '.[test,provider]'
 	touch $(STAMP)
 
 venv: system-packages $(STAMP)

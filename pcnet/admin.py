@@ -8,7 +8,6 @@ administrator's password, API tokens) are printed once to stdout and stored only
 from __future__ import annotations
 
 import csv
-import os
 import socket
 import sys
 from dataclasses import replace
@@ -53,12 +52,6 @@ async def _open_started_store(reactor, cfg):
     return store
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
 def default_hosts() -> list[str]:
     names = ["localhost", "127.0.0.1", "::1"]
     for name in (socket.gethostname(), socket.getfqdn()):
@@ -68,7 +61,7 @@ def default_hosts() -> list[str]:
 
 
 async def init(reactor, args) -> int:
-    from pcnet.net.tls import create_ca, issue_certificate
+    from pcnet.net.tls import TLSFiles
 
     data_dir = Path(args.data_dir).resolve()
     config_path = data_dir / "pcnet.toml"
@@ -88,15 +81,9 @@ async def init(reactor, args) -> int:
     text = configlib.render_example(overrides=overrides)
     cfg = configlib.parse(text, config_path)  # validates the overrides before anything is written
 
-    tls_dir = data_dir / "tls"
-    tls_dir.mkdir(exist_ok=True)
     hosts = args.host or default_hosts()
-    ca_cert, ca_key = create_ca(f"pcnet CA {socket.gethostname()}")
-    cert, key = issue_certificate(ca_cert, ca_key, hosts)
-    (tls_dir / "ca.pem").write_bytes(ca_cert)
-    _write_private(tls_dir / "ca.key", ca_key)
-    (tls_dir / "server.pem").write_bytes(cert)
-    _write_private(tls_dir / "server.key", key)
+    tls_dir = data_dir / "tls"
+    TLSFiles(tls_dir).ensure(hosts, ca_name=f"pcnet CA {socket.gethostname()}")
 
     store = await _open_started_store(reactor, cfg)
     try:

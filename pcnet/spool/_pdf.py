@@ -1,0 +1,86 @@
+"""PDF spool files: pages and requests from the document structure, colour from rendering.
+
+The page count, paper size and print requests come from a real PDF parser (pikepdf, i.e.
+qpdf), which reads cross-reference streams and compressed object streams and repairs damaged
+cross-reference tables the way viewers do; a byte search for ``/Type /Page`` would miss pages
+kept in object streams and count deleted or unused ones.
+
+* pages: the page tree's leaf count;
+* paper size: the first page's ``/MediaBox`` (inherited boxes and ``/UserUnit`` honoured);
+* duplex and copies: the catalog's ``/ViewerPreferences`` ``/Duplex`` and ``/NumCopies``
+  (PDF 1.7), which is where a PDF asks for them;
+* colour: every page rendered by Ghostscript (see :mod:`._ghostscript` and :mod:`._colour`).
+"""
+
+from __future__ import annotations
+
+import pikepdf
+
+from . import _ghostscript, _paper
+from ._result import SpoolAnalysis, failed, from_page_colours
+
+
+def analyse_pdf(path: str, *, timeout: float) -> SpoolAnalysis:
+    try:
+        with pikepdf.open(path) as pdf:
+            pages = len(pdf.pages)
+            paper = _first_page_paper(pdf) if pages else "unknown"
+            duplex, copies = _viewer_preferences(pdf)
+    except pikepdf.PasswordError:
+        return failed("pdf", "the PDF is encrypted with a user password")
+    except Exception as error:  # qpdf raises several types for damaged files
+        return failed("pdf", f"cannot read the PDF: {_short(error)}")
+    if pages == 0:
+        return failed("pdf", "the PDF has no pages")
+
+    rendering = _ghostscript.render(path, timeout=timeout, pdf=True)
+    colours, error = merge_rendering(pages, rendering)
+    return from_page_colours(
+        "pdf", colours, duplex=duplex, copies=copies, paper_size=paper, error=error
+    )
+
+
+def merge_rendering(pages: int, rendering: _ghostscript.Rendering) -> tuple[list[bool], str | None]:
+    """Colour flags for *pages* pages: rendered pages as judged, the rest colour (fallback)."""
+    rendered = rendering.page_colours
+    error = rendering.error
+    if len(rendered) != pages and error is None:
+        error = f"the PDF has {pages} pages but Ghostscript rendered {len(rendered)}"
+    total = max(pages, len(rendered))
+    colours = list(rendered[:total]) + [True] * (total - len(rendered))
+    return colours, error
+
+
+def _first_page_paper(pdf: pikepdf.Pdf) -> str:
+    try:
+        page = pdf.pages[0]
+        box = [float(v) for v in page.mediabox]
+        unit = float(page.obj.get("/UserUnit", 1.0))
+    except (TypeError, ValueError, IndexError, pikepdf.PdfError):
+        return "unknown"  # a damaged box does not stop the page count
+    width = abs(box[2] - box[0]) * unit
+    height = abs(box[3] - box[1]) * unit
+    return _paper.paper_name(width, height)
+
+
+def _viewer_preferences(pdf: pikepdf.Pdf) -> tuple[bool, int]:
+    preferences = pdf.Root.get("/ViewerPreferences")
+    if not isinstance(preferences, pikepdf.Dictionary):
+        return False, 1
+    duplex_request = preferences.get("/Duplex")
+    duplex = duplex_request is not None and str(duplex_request) in (
+        "/DuplexFlipShortEdge",
+        "/DuplexFlipLongEdge",
+    )
+    copies = 1
+    number = preferences.get("/NumCopies")
+    if number is not None:
+        try:
+            copies = max(1, int(number))
+        except (TypeError, ValueError):
+            copies = 1
+    return duplex, copies
+
+
+def _short(error: Exception) -> str:
+    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
