@@ -28,7 +28,7 @@ from pcnet.domain.model import (
     User,
 )
 from pcnet.errors import InsufficientFunds, InvalidInput, NotFound
-from pcnet.money import format_money
+from pcnet.money import ZERO, format_money
 
 _STATUS_FOR_ACTION = {
     JobAction.PRINT: JobStatus.PRINTED,
@@ -190,7 +190,7 @@ class JobService:
             uuid=job_uuid, user_id=None, username=req.username, printer_id=printer.id,
             account_id=None, pages=req.pages, colour_pages=req.colour_pages, duplex=req.duplex,
             copies=req.copies, paper_size=req.paper_size, document_name=req.document_name,
-            cost=0, status=JobStatus.DENIED, reason=reason, client=req.client, origin=origin,
+            cost=ZERO, status=JobStatus.DENIED, reason=reason, client=req.client, origin=origin,
             created_at=now)
         stored, _ = await self.store.record_job(job, None)
         return Decision(JobAction.DENY, stored.cost, reason, None), stored

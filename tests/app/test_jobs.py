@@ -1,0 +1,163 @@
+"""The job service on a real store (both engines): decision, charge and job log together."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest_twisted
+from twisted.internet import defer, task
+
+from pcnet.app.jobs import JobService
+from pcnet.domain.model import (
+    CostModel,
+    Filters,
+    HoldMode,
+    JobAction,
+    JobRequest,
+    JobStatus,
+    TransactionKind,
+)
+
+D = Decimal
+
+
+def clock_at(when=datetime(2026, 11, 23, 12, tzinfo=timezone.utc)):
+    c = task.Clock()
+    c.advance(when.timestamp())
+    return c
+
+
+async def setup(store, *, balance="5.00", restricted=True, **printer_kw):
+    user = await store.create_user("alice", initial_balance=D(balance), restricted=restricted)
+    printer = await store.create_printer(
+        "lib", cost_model=CostModel(grey=D("0.10"), colour=D("0.50"), duplex_discount=D("0.02")), **printer_kw)
+    return user, printer
+
+
+def job(printer, **kw):
+    fields = dict(username="alice", printer_id=printer.id, pages=4, colour_pages=1, document_name="essay.pdf")
+    fields.update(kw)
+    return JobRequest(**fields)
+
+
+async def balance_and_sum(store, account_id):
+    account = await store.get_account(account_id)
+    txns, _ = await store.list_transactions(account_id, limit=10_000)
+    return account.balance, sum((t.amount for t in txns), D(0))
+
+
+@pytest_twisted.ensureDeferred
+async def test_printed_job_is_charged_and_logged_in_one_go(store):
+    user, printer = await setup(store)
+    jobs = JobService(store, clock_at())
+    decision, record = await jobs.submit(job(printer))
+    assert decision.action is JobAction.PRINT and decision.cost == D("0.8000")
+    assert record.status is JobStatus.PRINTED and record.cost == D("0.8000")
+    assert record.created_at == datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
+    balance, total = await balance_and_sum(store, user.personal_account_id)
+    assert balance == total == D("4.2000")
+    txns, _ = await store.list_transactions(user.personal_account_id)
+    charge = [t for t in txns if t.kind is TransactionKind.CHARGE]
+    assert len(charge) == 1 and charge[0].reference == record.uuid
+    logged, total_jobs = await store.list_jobs(user_id=user.id)
+    assert total_jobs == 1 and logged[0].uuid == record.uuid
+
+
+@pytest_twisted.ensureDeferred
+async def test_resubmitted_job_uuid_is_charged_once(store):
+    user, printer = await setup(store)
+    jobs = JobService(store, clock_at())
+    first = await jobs.submit(job(printer, uuid="job-1"))
+    second = await jobs.submit(job(printer, uuid="job-1"))
+    assert first[1].uuid == second[1].uuid == "job-1"
+    assert second[0].action is JobAction.PRINT
+    balance, total = await balance_and_sum(store, user.personal_account_id)
+    assert balance == total == D("4.2000")
+
+
+@pytest_twisted.ensureDeferred
+async def test_insufficient_balance_is_denied_and_nothing_charged(store):
+    user, printer = await setup(store, balance="0.50")
+    decision, record = await JobService(store, clock_at()).submit(job(printer))
+    assert decision.action is JobAction.DENY
+    assert decision.reason.startswith("insufficient balance")
+    assert record.status is JobStatus.DENIED
+    balance, total = await balance_and_sum(store, user.personal_account_id)
+    assert balance == total == D("0.5000")
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_jobs_never_overdraw_a_restricted_account(store):
+    """40 jobs at 0.80 race for a 5.00 balance: exactly 6 print, the cache never lets a 7th
+    through, and the balance equals the sum of the ledger."""
+    user, printer = await setup(store)
+    jobs = JobService(store, clock_at())
+    results = await defer.gatherResults([jobs.submit(job(printer)) for _ in range(40)])
+    printed = [d for d, _ in results if d.action is JobAction.PRINT]
+    assert len(printed) == 6
+    balance, total = await balance_and_sum(store, user.personal_account_id)
+    assert balance == total == D("0.2000")
+    # The cached balance followed the ledger: the next job is denied without a stale print.
+    d, _ = await jobs.submit(job(printer))
+    assert d.action is JobAction.DENY
+
+
+@pytest_twisted.ensureDeferred
+async def test_hold_printer_holds_without_charging(store):
+    user, printer = await setup(store, hold_mode=HoldMode.HOLD)
+    decision, record = await JobService(store, clock_at()).submit(job(printer))
+    assert decision.action is JobAction.HOLD and record.status is JobStatus.HELD
+    assert decision.cost == D("0.8000")
+    balance, _ = await balance_and_sum(store, user.personal_account_id)
+    assert balance == D("5.0000")
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_user_is_denied_and_logged(store):
+    _, printer = await setup(store)
+    decision, record = await JobService(store, clock_at()).submit(job(printer, username="mallory"))
+    assert decision.action is JobAction.DENY and "unknown user" in decision.reason
+    assert (await store.get_job(record.uuid)).username == "mallory"
+
+
+@pytest_twisted.ensureDeferred
+async def test_duplicate_job_within_window_is_denied(store):
+    _, printer = await setup(store, filters=Filters(duplicate_window_seconds=60))
+    clock = clock_at()
+    jobs = JobService(store, clock)
+    assert (await jobs.submit(job(printer)))[0].action is JobAction.PRINT
+    clock.advance(30)
+    assert (await jobs.submit(job(printer)))[0].reason.startswith("duplicate job")
+    clock.advance(61)
+    assert (await jobs.submit(job(printer)))[0].action is JobAction.PRINT
+
+
+@pytest_twisted.ensureDeferred
+async def test_shared_account_needs_access(store):
+    user, printer = await setup(store)
+    physics = await store.create_shared_account("physics", initial_balance=D("100"))
+    jobs = JobService(store, clock_at())
+    denied, _ = await jobs.submit(job(printer, account_id=physics.id))
+    assert denied.action is JobAction.DENY and denied.reason.startswith("account not available")
+    group = await store.create_group("physicists")
+    await store.add_group_member(group.id, user.id)
+    await store.grant_account_access(physics.id, group_id=group.id)
+    allowed, record = await jobs.submit(job(printer, account_id=physics.id))
+    assert allowed.action is JobAction.PRINT and record.account_id == physics.id
+    assert (await store.get_account(physics.id)).balance == D("99.2000")
+    assert (await store.get_account(user.personal_account_id)).balance == D("5.0000")
+
+
+@pytest_twisted.ensureDeferred
+async def test_cached_printer_is_forgotten_after_a_change(store):
+    from dataclasses import replace
+
+    user, printer = await setup(store)
+    jobs = JobService(store, clock_at())
+    await jobs.submit(job(printer))
+    await store.update_printer(printer.id, cost_model=replace(printer.cost_model, grey=D("1.00")))
+    jobs.directory.forget_printer(printer.id)
+    decision, _ = await jobs.submit(job(printer, colour_pages=0))
+    assert decision.cost == D("4.0000")
