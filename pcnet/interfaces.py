@@ -20,8 +20,10 @@ class IStore(Interface):
     engine = Attribute("'sqlite' or 'postgres'")
 
     def start():
-        """Connect and apply pending numbered migrations. Fails with StoreUnavailable
-        (naming the address or file) when the database cannot be reached."""
+        """Connect and apply pending numbered migrations; fires with the list of migration
+        versions applied (empty when the schema was current). Fails with StoreUnavailable
+        (naming the address or file) when the database cannot be reached, and when it was
+        written by a newer pcnet."""
 
     def stop():
         """Close connections; pending writes are finished first."""
@@ -147,14 +149,18 @@ class IStore(Interface):
 
     def update_job_status(job_uuid, status, *, reason="", charge=None, guard=True):
         """Move a job (e.g. held -> printed, with its charge; held -> cancelled/expired) in one
-        transaction. Returns (JobRecord, Transaction | None)."""
+        transaction. Returns (JobRecord, Transaction | None). Moving a job to the status it
+        has is a no-op returning the stored job and charge (a replay); moving a printed,
+        denied, cancelled or expired job anywhere else is a Conflict. A refused guarded charge
+        (InsufficientFunds) changes nothing."""
 
     def get_job(job_uuid):
         """JobRecord by uuid (NotFound)."""
 
     def list_jobs(offset=0, limit=100, *, user_id=None, printer_id=None, account_id=None,
                   status=None, since=None, until=None):
-        """(list[JobRecord], total) newest first, filtered."""
+        """(list[JobRecord], total) newest first, filtered; `since` inclusive, `until`
+        exclusive."""
 
     def find_duplicate_job(user_id, printer_id, document_name, pages, since):
         """True if a printed or held job with the same user, printer, document name and page
@@ -191,6 +197,42 @@ class IStore(Interface):
 
     def revoke_api_token(token_id):
         """Delete a token."""
+
+    # --- printer history -------------------------------------------------------------------
+    def printer_names(printer_id):
+        """list[pcnet.store.PrinterName]: every name the printer has had, oldest first, with
+        when it was used (`until` None for the current name)."""
+
+    # --- pcnet/1 nodes (providers, site servers, device gateways) -------------------------
+    def register_node(role, name, credential_hash, address="", *, status="pending"):
+        """Record a node's hello, trust on first use; fires with its status string
+        ("pending", "approved" or "rejected"). A new name is stored with the digest of its
+        credential (str, or bytes stored as hex) and `status`; a known name presenting the same
+        role and digest gets its stored status (and its address is updated); any other claim
+        on a known name gets "rejected" and changes nothing."""
+
+    def get_node(name):
+        """pcnet.store.Node by name (NotFound)."""
+
+    def list_nodes():
+        """list[pcnet.store.Node] ordered by name."""
+
+    def set_node_status(name, status):
+        """Approve, reject or suspend (pending) a node; approving stamps approved_at. Returns
+        the Node (NotFound)."""
+
+    # --- change feed (for Site Server replicas) -------------------------------------------
+    def changes_since(seq, limit=1000):
+        """list[pcnet.store.Change], oldest first, at most `limit`: every row of a replicated
+        table (users, cards, groups, group_members, accounts with balances,
+        account_user_access, account_group_access, printers, quotas, and held jobs) inserted,
+        updated or deleted after sequence number `seq`. A row changed several times appears
+        once, at its latest state; a deleted row comes with `record` None. Pass the last
+        `seq` you applied to continue; `changes_since(0)` is a full snapshot. Never skips a
+        change that commits late (see docs/storage.md)."""
+
+    def last_change_seq():
+        """The highest change sequence number handed out so far."""
 
 
 # --- pcnet/1 line protocol (pcnet.net) --------------------------------------------------------

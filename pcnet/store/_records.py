@@ -1,0 +1,63 @@
+"""Records the store returns beyond those of `pcnet.domain.model`: nodes, the change feed and
+printer name history.
+
+They live here until the domain model needs them; they are re-exported by `pcnet.store`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+#: A node's standing; the values match `pcnet.net.registry.NodeStatus`.
+NODE_STATUSES = ("pending", "approved", "rejected")
+
+
+@dataclass(frozen=True)
+class Node:
+    """A Print Provider, Site Server or device gateway known to the Application Server."""
+
+    name: str
+    role: str
+    status: str                      # "pending", "approved" or "rejected"
+    address: str = ""                # where it last connected from
+    created_at: datetime | None = None
+    approved_at: datetime | None = None
+    # The digest of the node's credential (never the credential). Not shown in listings.
+    credential_hash: str | None = field(default=None, repr=False)
+
+    def public(self) -> dict:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "status": self.status,
+            "address": self.address,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "approved_at": self.approved_at.isoformat() if self.approved_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change feed (`IStore.changes_since`).
+
+    `table` names the replicated table, `key` the row's identity in it (an int id, a card
+    number, a job uuid, or a tuple for link tables), `record` the row as it is now: a domain
+    record (User, Group, Account, Printer, Quota, JobRecord) or a dict for link tables
+    (cards, group_members, account_user_access, account_group_access); None when the row was
+    deleted.
+    """
+
+    seq: int
+    table: str
+    key: object
+    record: object | None
+
+
+@dataclass(frozen=True)
+class PrinterName:
+    """A name a printer had, from `since` until `until` (None: its current name)."""
+
+    name: str
+    since: datetime
+    until: datetime | None = None

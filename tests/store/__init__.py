@@ -1,0 +1,1 @@
+"""Store tests: one suite, run on SQLite and on PostgreSQL."""
