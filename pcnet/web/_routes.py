@@ -1,0 +1,199 @@
+"""Declared routes: a Klein route plus the specs of its parameters, body and reply.
+
+`RouteTable` is used inside a Klein app class instead of `app.route`: each declaration
+registers the Klein route and keeps a `Route` record, from which the request pipeline parses
+input and the OpenAPI document is generated. A handler is `async def handler(self, call)` and
+gets a `Call` whose `params`, `query`, `body` and `headers` are already validated; it returns a
+JSON-able value (sent with the route's status), a `Reply`, or None (204 No Content).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from twisted.internet.defer import Deferred
+
+from pcnet.errors import PcnetError
+from pcnet.web._fields import Field, InvalidField, Object, parse_json, parse_query
+
+#: Largest request body accepted, in bytes.
+MAX_BODY = 1024 * 1024
+
+
+class PayloadTooLarge(PcnetError):
+    code = "too_large"
+    http_status = 413
+
+
+class UnsupportedMediaType(PcnetError):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+@dataclass
+class Route:
+    """One declared route: what it takes and what it answers."""
+
+    method: str
+    path: str                      # werkzeug rule, relative to the API's mount point
+    endpoint: str
+    summary: str
+    tag: str
+    description: str = ""
+    params: dict[str, Field] = field(default_factory=dict)
+    query: dict[str, Field] = field(default_factory=dict)
+    headers: dict[str, Field] = field(default_factory=dict)
+    body: Object | None = None
+    status: int = 200
+    response: dict | None = None   # JSON Schema of a success reply; None for 204
+    auth: bool = True
+    errors: tuple[int, ...] = (400,)
+
+    @property
+    def openapi_path(self) -> str:
+        out, rest = "", self.path
+        while "<" in rest:
+            before, _, tail = rest.partition("<")
+            name, _, rest = tail.partition(">")
+            out += before + "{" + name.split(":")[-1] + "}"
+        return out + rest
+
+
+@dataclass
+class Call:
+    """A request after validation."""
+
+    request: Any
+    params: dict
+    query: dict
+    headers: dict
+    body: dict | None
+    token: Any = None
+
+
+@dataclass
+class Reply:
+    body: Any
+    status: int = 200
+    headers: dict = field(default_factory=dict)
+
+
+class RouteTable:
+    """`routes = RouteTable(app)` in a Klein app class; `@routes("GET", "/users", ...)`.
+
+    The class using it provides `_authenticate(request)` (a coroutine returning the caller's
+    token record or raising `Unauthorized`).
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self.routes: list[Route] = []
+
+    def __call__(self, method: str, path: str, *, summary: str, tag: str, **kw) -> Callable:
+        def declare(handler):
+            spec = Route(method=method, path=path, endpoint=handler.__name__, summary=summary,
+                         tag=tag, description=kw.pop("description", handler.__doc__ or ""), **kw)
+            for name in _path_names(path):
+                if name not in spec.params:
+                    raise TypeError(f"{path}: path parameter {name} has no spec")
+
+            @functools.wraps(handler)
+            def klein_handler(api, request, **path_values):
+                return Deferred.fromCoroutine(_serve(api, spec, handler, request, path_values))
+
+            self.app.route(path, methods=[method], endpoint=spec.endpoint,
+                           strict_slashes=False)(klein_handler)
+            self.routes.append(spec)
+            return klein_handler
+
+        return declare
+
+
+def _path_names(path: str) -> list[str]:
+    names = []
+    for part in path.split("<")[1:]:
+        names.append(part.split(">")[0].split(":")[-1])
+    return names
+
+
+async def _serve(api, spec: Route, handler, request, path_values: dict):
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    token = await api._authenticate(request) if spec.auth else None
+    params = {name: spec.params[name].from_text(value, name) for name, value in path_values.items()}
+    # From the URI only: twisted.web also puts form-encoded body fields into request.args.
+    _, _, query_string = request.uri.partition(b"?")
+    query = parse_query(query_args(query_string), spec.query)
+    headers = {}
+    for name, hspec in spec.headers.items():
+        raw = request.getHeader(name.encode("ascii"))   # bytes: a str key would decode UTF-8
+        if raw is not None:
+            headers[name] = hspec.from_text(raw.decode("latin-1"), name)
+        elif hspec.required:
+            raise InvalidField(name, "header required")
+    body = read_body(request, spec.body, getattr(api, "max_body", MAX_BODY))
+    result = await handler(api, Call(request, params, query, headers, body, token))
+    return render(request, result, spec.status)
+
+
+def query_args(query_string: bytes) -> dict[bytes, list[bytes]]:
+    """`a=1&b=x+y` -> {b"a": [b"1"], b"b": [b"x y"]}, on bytes (decoding is the specs' job)."""
+    args: dict[bytes, list[bytes]] = {}
+    for part in query_string.split(b"&"):
+        if not part:
+            continue
+        key, _, value = part.partition(b"=")
+        key = unquote_to_bytes(key.replace(b"+", b" "))
+        args.setdefault(key, []).append(unquote_to_bytes(value.replace(b"+", b" ")))
+    return args
+
+
+def read_body(request, spec: Object | None, limit: int):
+    length = request.getHeader(b"content-length")
+    if length is not None and length.strip().isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"body: larger than the limit of {limit} bytes")
+    content = request.content
+    data = b""
+    if content is not None:
+        content.seek(0)
+        data = content.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"body: larger than the limit of {limit} bytes")
+    if spec is None:
+        if data.strip():
+            raise InvalidField("body", "this route takes no request body")
+        return None
+    if data.strip():
+        ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+        if ctype and ctype != b"application/json" and not ctype.endswith(b"+json"):
+            raise UnsupportedMediaType(
+                f"Content-Type: send the body as application/json, not {ctype.decode('latin-1')[:60]}")
+        value = parse_json(data)
+    else:
+        value = {}
+    if not isinstance(value, dict):
+        raise InvalidField("body", "expected a JSON object")
+    return spec.parse(value, "")
+
+
+def render(request, result, status: int) -> bytes:
+    if isinstance(result, Reply):
+        status = result.status
+        for k, v in result.headers.items():
+            request.setHeader(k, v)
+        result = result.body
+    if result is None:
+        request.setResponseCode(204)
+        request.responseHeaders.removeHeader(b"content-type")
+        return b""
+    request.setResponseCode(status)
+    return json_bytes(result)
+
+
+def json_bytes(value) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
