@@ -262,7 +262,11 @@ async def create_token(reactor, args) -> int:
     try:
         user_id = None
         if args.user:
-            user_id = (await store.get_user_by_name(args.user)).id
+            user = await store.get_user_by_name(args.user)
+            if not user.admin or user.disabled:
+                # The API refuses such tokens (403); better to say so now than hand one out.
+                raise InvalidInput(f"--user {args.user}: not an active administrator")
+            user_id = user.id
         token = new_token()
         await store.create_api_token(args.name, hash_token(token), user_id=user_id)
     finally:

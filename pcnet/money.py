@@ -12,6 +12,8 @@ from pcnet.errors import InvalidInput
 MINOR_UNITS = 10_000
 QUANTUM = Decimal("0.0001")
 ZERO = Decimal("0.0000")
+#: The largest amount accepted from input, and the largest job cost charged.
+MAX_AMOUNT = Decimal(10) ** 12
 
 
 def to_minor(amount: Decimal) -> int:
@@ -36,19 +38,19 @@ def parse_money(value, field: str = "amount") -> Decimal:
     """
     if isinstance(value, bool) or isinstance(value, float):
         raise InvalidInput(f"{field}: give money as a string such as \"1.50\", not a number with a fraction")
-    if isinstance(value, int):
-        return quantize(Decimal(value))
-    if isinstance(value, Decimal):
-        return quantize(value)
-    if not isinstance(value, str):
+    if isinstance(value, (int, Decimal)):
+        amount = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            amount = Decimal(value.strip())
+        except InvalidOperation:
+            raise InvalidInput(f"{field}: {value!r} is not an amount") from None
+    else:
         raise InvalidInput(f"{field}: expected an amount such as \"1.50\"")
-    try:
-        amount = Decimal(value.strip())
-    except InvalidOperation:
-        raise InvalidInput(f"{field}: {value!r} is not an amount") from None
     if not amount.is_finite():
         raise InvalidInput(f"{field}: {value!r} is not an amount")
-    if abs(amount) >= Decimal(10) ** 12:
+    # Far below what 64-bit minor units hold (9.2e14 currency units), so sums stay in range.
+    if abs(amount) >= MAX_AMOUNT:
         raise InvalidInput(f"{field}: {value!r} is out of range")
     return quantize(amount)
 

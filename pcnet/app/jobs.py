@@ -41,6 +41,10 @@ def utcnow(clock) -> datetime:
     return datetime.fromtimestamp(clock.seconds(), tz=timezone.utc)
 
 
+#: No real job prints more; the bound keeps any cost far inside the ledger's 64-bit minor units.
+MAX_JOB_PAGES = 10_000_000
+
+
 def validate_request(req: JobRequest) -> None:
     """Refuse impossible jobs before anything is read or written."""
     if not req.username:
@@ -51,6 +55,8 @@ def validate_request(req: JobRequest) -> None:
         raise InvalidInput(f"colour_pages: {req.colour_pages} must be between 0 and pages ({req.pages})")
     if req.copies < 1 or req.copies > 100_000:
         raise InvalidInput(f"copies: {req.copies} is out of range")
+    if req.pages * req.copies > MAX_JOB_PAGES:
+        raise InvalidInput(f"pages x copies: {req.pages * req.copies} is more than {MAX_JOB_PAGES}")
 
 
 class JobDirectory:

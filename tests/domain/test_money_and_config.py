@@ -63,3 +63,9 @@ def test_sqlite_path_is_relative_to_data_dir(tmp_path):
     path = tmp_path / "pcnet.toml"
     path.write_text("[server]\ndata_dir = 'data'\n[database]\nurl = 'sqlite:///x.db'\n")
     assert config.load(path).database_url == f"sqlite:///{tmp_path}/data/x.db"
+
+
+@pytest.mark.parametrize("huge", [10 ** 30, "1" + "0" * 30, Decimal("1e13")])
+def test_parse_money_refuses_amounts_out_of_range(huge):
+    with pytest.raises(InvalidInput, match="out of range"):
+        parse_money(huge)
