@@ -207,7 +207,7 @@ class JobService:
         return LedgerEntry(
             uuid=str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"pcnet:charge:{job.uuid}")),
             account_id=job.account_id, amount=-job.cost, kind=TransactionKind.CHARGE,
-            reference=job.uuid, comment=f"{job.document_name} ({job.total_pages} pages)"[:200],
+            reference=job.uuid, comment=f"{job.document_name or 'job'} ({job.total_pages} pages)"[:200],
             origin=origin, created_at=now)
 
 

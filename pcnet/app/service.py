@@ -99,9 +99,7 @@ class ApplicationServer(MultiService):
         from pcnet.web.api import AdminApi
 
         root = Resource()
-        api = Resource()
-        root.putChild(b"api", api)
-        api.putChild(b"v1", AdminApi(self.store, self.jobs, self.reactor).resource())
+        AdminApi(self.store, self.jobs, self.reactor).mount(root)
         return root
 
     def line_factory(self) -> LineServerFactory:
@@ -135,6 +133,11 @@ class ApplicationServer(MultiService):
             self.log.info("pcnet app listening on {what} port {port} ({kind})", what=key,
                           port=getattr(address, "port", address),
                           kind="HTTP, HTTPS and pcnet/1" if allow_plain else "HTTPS and pcnet/1")
+        host, http = self.cfg["server"]["public_host"], self.ports[0].getHost()
+        self.log.info(
+            "pcnet admin API: http://{host}:{port}/api/v1 (send 'Authorization: Bearer TOKEN' with the "
+            "token `pcnet init` printed, or make one: pcnet token create --config {config} NAME)",
+            host=host, port=getattr(http, "port", "?"), config=self.cfg.path)
         self.ready.callback(self)
 
     def _start_failed(self, failure):
