@@ -83,6 +83,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "jobs": {
         "hold_expiry_hours": Key((int, float), 24, "held jobs not released within this time expire", _positive),
+        "expiry_check_interval": Key((int, float), 60, "seconds between checks for expired held jobs", _positive),
     },
 }
 

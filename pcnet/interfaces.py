@@ -154,6 +154,12 @@ class IStore(Interface):
         denied, cancelled or expired job anywhere else is a Conflict. A refused guarded charge
         (InsufficientFunds) changes nothing."""
 
+    def mark_job_printed(job_uuid, *, printer_id, cost, reason="", charge=None, guard=False):
+        """A held or released job printed on `printer_id` (for a Find-Me job, the printer it
+        was released at) at `cost`: status printed, printer, cost and `charge` in one
+        transaction. Idempotent on a job already printed; Conflict for a cancelled, expired
+        or denied one. Returns (JobRecord, Transaction | None)."""
+
     def get_job(job_uuid):
         """JobRecord by uuid (NotFound)."""
 

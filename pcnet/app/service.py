@@ -3,6 +3,9 @@
     ApplicationServer (MultiService)
       the store            started first; nothing listens until migrations are applied
       quota scheduler      TimerService, every [quotas] check_interval seconds
+      held-job expiry      TimerService, every [jobs] expiry_check_interval seconds
+      provider operations  pcnet/1 ops for Print Providers (pcnet/app/provider_ops.py), with
+                           nodes approved through the store (StoreNodeRegistry)
       listeners            [server] http (plain HTTP + TLS) and [server] tls (TLS only), each a
                            MultiplexingFactory: HTTP -> the web root (admin JSON API at /api/v1),
                            TLS with ALPN pcnet/1 -> the line protocol (providers, site servers)
@@ -14,8 +17,7 @@ line and exits 1. Problems found later (a migration failing) are logged and stop
 
 from __future__ import annotations
 
-import ipaddress
-
+from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
@@ -25,6 +27,7 @@ from twisted.web.server import Site
 
 from pcnet import config as configlib
 from pcnet.app.jobs import JobService
+from pcnet.app.provider_ops import ProviderOps, StoreNodeRegistry
 from pcnet.app.quotas import QuotaScheduler, quota_service
 from pcnet.errors import ConfigError, PcnetError, StoreUnavailable
 from pcnet.net.line import LineConfig, LineServerFactory, Operations
@@ -79,8 +82,7 @@ class ApplicationServer(MultiService):
 
     log = Logger()
 
-    def __init__(self, cfg, reactor, store, *, tls_options, line_ops: Operations | None = None,
-                 node_registry=None):
+    def __init__(self, cfg, reactor, store, *, tls_options):
         super().__init__()
         self.cfg = cfg
         self.reactor = reactor
@@ -88,8 +90,12 @@ class ApplicationServer(MultiService):
         self.jobs = JobService(store, reactor)
         self.quotas = QuotaScheduler(store, reactor, on_account_changed=self.jobs.directory.forget_account)
         self.tls_options = tls_options
-        self.line_ops = line_ops if line_ops is not None else Operations()
-        self.node_registry = node_registry
+        self.line_ops = Operations()
+        self.provider_ops = ProviderOps(store, self.jobs, reactor,
+                                        hold_expiry_hours=float(cfg["jobs"]["hold_expiry_hours"]))
+        self.provider_ops.register(self.line_ops)
+        self.node_registry = StoreNodeRegistry(
+            store, reactor, auto_approve_networks=cfg["protocol"]["auto_approve_networks"])
         self.ports = []
         self.ready: Deferred = Deferred()
         self._starting: Deferred | None = None
@@ -99,7 +105,7 @@ class ApplicationServer(MultiService):
         from pcnet.web.api import AdminApi
 
         root = Resource()
-        AdminApi(self.store, self.jobs, self.reactor).mount(root)
+        AdminApi(self.store, self.jobs, self.reactor, provider_ops=self.provider_ops).mount(root)
         return root
 
     def line_factory(self) -> LineServerFactory:
@@ -107,8 +113,11 @@ class ApplicationServer(MultiService):
         line_config = LineConfig(max_line_length=p["max_line_length"],
                                  heartbeat_interval=float(p["heartbeat_interval"]),
                                  missed_beats=p["missed_beats"])
-        return LineServerFactory(self.line_ops, self.node_registry, clock=self.reactor,
-                                 config=line_config, server_name=self.cfg["server"]["name"])
+        factory = LineServerFactory(self.line_ops, self.node_registry, clock=self.reactor,
+                                    config=line_config, server_name=self.cfg["server"]["name"])
+        # Pushes to providers (release, cancel) go through the sessions of this factory.
+        self.provider_ops.attach(factory)
+        return factory
 
     def startService(self):
         super().startService()
@@ -118,6 +127,9 @@ class ApplicationServer(MultiService):
     async def _start(self):
         await self.store.start()
         quota_service(self.quotas, float(self.cfg["quotas"]["check_interval"])).setServiceParent(self)
+        expiry = TimerService(float(self.cfg["jobs"]["expiry_check_interval"]), self._expire_held_jobs)
+        expiry.clock = self.reactor
+        expiry.setServiceParent(self)
         site = Site(self.web_root())
         line = self.line_factory()
         for key, allow_plain in (("http", True), ("tls", False)):
@@ -139,6 +151,10 @@ class ApplicationServer(MultiService):
             "token `pcnet init` printed, or make one: pcnet token create --config {config} NAME)",
             host=host, port=getattr(http, "port", "?"), config=self.cfg.path)
         self.ready.callback(self)
+
+    def _expire_held_jobs(self):
+        return self.provider_ops.expire_due().addErrback(
+            lambda f: self.log.failure("expiring held jobs failed", f))
 
     def _start_failed(self, failure):
         if failure.check(PcnetError):
@@ -165,14 +181,11 @@ class ApplicationServer(MultiService):
 
 def make_app_service(config_path, reactor, *, store=None) -> ApplicationServer:
     """Build the Application Server from its configuration file (see etc/pcnet.toml)."""
-    from pcnet.net.registry import MemoryNodeRegistry
     from pcnet.store import open_store
 
     cfg = configlib.load(config_path)
     tls_options = server_tls_options(_read(cfg, "cert"), _read(cfg, "key"), _read(cfg, "ca_cert"))
-    networks = [ipaddress.ip_network(n, strict=False) for n in cfg["protocol"]["auto_approve_networks"]]
     if store is None:
         check_database_reachable(cfg.database_url)
         store = open_store(cfg.database_url, reactor=reactor, pool_size=cfg["database"]["pool_size"])
-    registry = MemoryNodeRegistry(auto_approve_networks=[str(n) for n in networks])
-    return ApplicationServer(cfg, reactor, store, tls_options=tls_options, node_registry=registry)
+    return ApplicationServer(cfg, reactor, store, tls_options=tls_options)

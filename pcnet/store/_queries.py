@@ -666,6 +666,29 @@ async def update_job_status(txn, now, uuid, status, reason, charge, guard):
     return job, t if t is not None else current_charge
 
 
+async def mark_job_printed(txn, now, uuid, printer_id, cost, reason, charge, guard):
+    """A held or released job printed (possibly on another printer: Find-Me): status printed,
+    the printer it printed on, the cost it was charged and its charge, in one transaction.
+    Idempotent: a job already printed is returned as it is."""
+    job, current_charge, charge_id = await _job_and_charge(txn, uuid, lock=True)
+    if job is None:
+        raise NotFound(f"job {uuid} does not exist")
+    if job.status.value == "printed":
+        return job, current_charge
+    if job.status.value in TERMINAL_JOB_STATUSES:
+        raise Conflict(f"job {uuid} is already {job.status.value}; it cannot become printed")
+    await _require(txn, "printers", "printer", printer_id)
+    t = None
+    if charge is not None:
+        t, _ = await apply_entry(txn, charge, guard)
+    await txn.execute(
+        "UPDATE jobs SET status = 'printed', printer_id = %s, cost = %s, reason = %s,"
+        " charge_txn_id = %s, updated_at = %s WHERE id = %s",
+        (printer_id, cost, reason, t.id if t else charge_id, now, job.id))
+    job, current_charge, _ = await _job_and_charge(txn, uuid)
+    return job, t if t is not None else current_charge
+
+
 async def get_job(txn, uuid):
     await txn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE uuid = %s", (uuid,))
     row = txn.fetchone()

@@ -282,6 +282,17 @@ class Store:
         return await self._run(q.update_job_status, now, job_uuid, _choice(JobStatus, status, "status"),
                                reason, None if charge is None else entry_params(charge, now), guard)
 
+    @_deferred
+    async def mark_job_printed(self, job_uuid, *, printer_id, cost, reason="", charge=None,
+                               guard=False):
+        """A held or released job printed on `printer_id` (a Find-Me job: the printer it was
+        released at) at `cost`: status printed, printer, cost and `charge` in one transaction.
+        Idempotent on a job already printed; Conflict for a cancelled, expired or denied one.
+        Returns (JobRecord, Transaction | None)."""
+        now = self._now()
+        return await self._run(q.mark_job_printed, now, job_uuid, printer_id, minor(cost),
+                               reason, None if charge is None else entry_params(charge, now), guard)
+
     def get_job(self, job_uuid):
         return self._read(q.get_job, job_uuid)
 

@@ -20,7 +20,7 @@ _ERROR_RESPONSES = {
     413: ("PayloadTooLarge", "the request body is over the size limit"),
     415: ("UnsupportedMediaType", "the request body is not application/json"),
     500: ("InternalError", "a bug; logged on the server"),
-    503: ("StoreUnavailable", "the database cannot be reached"),
+    503: ("StoreUnavailable", "the database cannot be reached (releasing a held job: its print server is not connected)"),
 }
 
 

@@ -233,6 +233,15 @@ JOB_FILTERS = {
     "since": Timestamp(description="jobs at or after this time"),
     "until": Timestamp(description="jobs before this time"),
 }
+HELD_RELEASE = Object({
+    "printer": Ref("printer", nullable=True,
+                   description="Find-Me: the printer to print at (same print server, same page "
+                               "description language); omit for a job held on a physical printer"),
+})
+HELD_CANCEL = Object({
+    "reason": String(max_length=255, default="cancelled by an administrator",
+                     description="recorded in the job log"),
+})
 TOKEN_CREATE = Object({
     "name": String(**NAME, required=True, description="what the token is for"),
     "user": Ref("user", nullable=True, description="the administrator the token acts for"),
@@ -240,6 +249,13 @@ TOKEN_CREATE = Object({
 
 
 NODE_NAME = String(min_length=1, max_length=255, strip_check=False, description="the node's name")
+
+
+class NoProviderSupport(PcnetError):
+    """The server was built without the Print Provider operations (pcnet.app.provider_ops)."""
+
+    code = "unavailable"
+    http_status = 503
 
 
 class Unauthenticated(Unauthorized):
@@ -267,11 +283,14 @@ class AdminApi:
     route = RouteTable(app)
     log = Logger()
 
-    def __init__(self, store, jobs, clock, *, max_body: int = MAX_BODY):
+    def __init__(self, store, jobs, clock, *, max_body: int = MAX_BODY, provider_ops=None):
         self.store = store
         self.jobs = jobs
         self.clock = clock
         self.max_body = max_body
+        # Held jobs (release, cancel) go through the Print Provider operations
+        # (pcnet.app.provider_ops); without them those routes answer 503.
+        self.provider_ops = provider_ops
         # Password hashing is deliberately slow: off the reactor thread when there is one.
         self._threads = clock if IReactorThreads.providedBy(clock) else None
 
@@ -895,6 +914,56 @@ class AdminApi:
            params={"node": NODE_NAME}, response=S.NODE, errors=(400, 404))
     async def reject_node(self, call):
         return S.node_json(await self.store.set_node_status(call.params["node"], NodeStatus.REJECTED.value))
+
+    # --- held jobs (Print Providers: hold/release and Find-Me; docs/provider.md) ---------------
+
+    def _provider_ops(self):
+        ops = self.provider_ops
+        if ops is None:
+            raise NoProviderSupport("this server was started without Print Provider support")
+        return ops
+
+    @route("GET", "/held-jobs", summary="Jobs held for release, newest first", tag="held jobs",
+           query={**PAGING, "user": USER_REF, "printer": PRINTER_REF}, response=S.JOB_PAGE,
+           errors=(400, 404),
+           description="Jobs on printers with a hold or Find-Me hold mode that wait for their owner "
+                       "or an administrator. They are not charged until they print.")
+    async def list_held_jobs(self, call):
+        q = call.query
+        filters = {}
+        if "user" in q:
+            filters["user_id"] = (await self._user(q["user"])).id
+        if "printer" in q:
+            filters["printer_id"] = (await self._printer(q["printer"])).id
+        jobs, total = await self.store.list_jobs(offset=q["offset"], limit=q["limit"],
+                                                 status=JobStatus.HELD, **filters)
+        return S.page_json(jobs, total, q["offset"], q["limit"], S.job_json)
+
+    @route("POST", "/held-jobs/<job>/release", summary="Release a held job", tag="held jobs",
+           params={"job": Uuid()}, body=HELD_RELEASE, response=S.JOB, errors=(400, 404, 409, 503),
+           description="The print server holding the job releases it and it prints; it is charged "
+                       "when the print server reports it printed. A Find-Me job is released at a "
+                       "chosen `printer` (same print server, same page description language) and "
+                       "charged with that printer's cost model. 409 when the job is not held or the "
+                       "account cannot pay; 503 when its print server is not connected.")
+    async def release_held_job(self, call):
+        uuid = call.params["job"]
+        printer_id = None
+        if (call.body or {}).get("printer") is not None:
+            printer_id = (await self._printer(call.body["printer"])).id
+        by = getattr(call.token, "name", "") or ""
+        await self._provider_ops().release(uuid, printer_id=printer_id, by=by)
+        return S.job_json(await self.store.get_job(uuid))
+
+    @route("POST", "/held-jobs/<job>/cancel", summary="Cancel a held job", tag="held jobs",
+           params={"job": Uuid()}, body=HELD_CANCEL, response=S.JOB, errors=(400, 404, 409),
+           description="The job is never printed nor charged; its print server deletes it (at once, "
+                       "or when it reconnects).")
+    async def cancel_held_job(self, call):
+        uuid = call.params["job"]
+        reason = (call.body or {}).get("reason") or "cancelled by an administrator"
+        await self._provider_ops().cancel(uuid, reason=reason)
+        return S.job_json(await self.store.get_job(uuid))
 
 
 class _Utf8Guard(Resource):

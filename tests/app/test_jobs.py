@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import uuid as uuidlib
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest_twisted

@@ -1,0 +1,532 @@
+"""What the Application Server does for Print Providers: the pcnet/1 operations they call, the
+held-job actions the admin API and the owners call, hold expiry, and the store-backed node
+registry.
+
+Providers call (docs/provider.md has the fields):
+
+- `printers.register`: the CUPS queues a provider manages become printers (found by
+  `(provider node, queue)`, created on first sight); the reply gives each printer's id, hold mode,
+  failure mode and page description language, which the provider caches;
+- `job.submit`: the decision for a job (`JobService.submit`), idempotent on the job uuid;
+- `job.printed`: a released held job printed: it is charged now, with the cost model of the
+  printer it printed on (a Find-Me job: the release target), and never twice;
+- `job.offline`: a job the provider printed while no server answered (failure mode
+  `print-log-later`), replayed from its journal: recorded and charged without the balance guard
+  (it has printed), idempotent on the uuid;
+- `job.status`: where a held job stands (a provider catching up after an outage).
+
+The server pushes `job.release` (with `target_queue` / `target_printer_id` for Find-Me) and
+`job.cancel` to the provider that holds a job. Charging happens when a job prints, never when it
+is held: a held job is recorded `held` with its expected cost and no charge.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid as uuidlib
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+from twisted.application.internet import TimerService
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pcnet.app.jobs import JobService, describe, utcnow
+from pcnet.domain.cost import job_cost
+from pcnet.domain.ledger import can_charge
+from pcnet.domain.model import (
+    FailureMode,
+    HoldMode,
+    JobRecord,
+    JobRequest,
+    JobStatus,
+    Printer,
+)
+from pcnet.errors import Conflict, Forbidden, InsufficientFunds, InvalidInput, NotFound, PcnetError
+from pcnet.interfaces import INodeRegistry
+from pcnet.money import format_money
+from pcnet.net.line import LinkDown, Operations, RemoteError
+from pcnet.net.registry import NodeStatus, credential_digest, peer_ip
+
+log = Logger(namespace="pcnet.app.provider_ops")
+
+#: How long the server waits for a provider to act on a release or a cancel.
+PUSH_TIMEOUT = 30.0
+
+
+class ProviderOffline(PcnetError):
+    """The print server holding a job is not connected, so the job cannot be released now."""
+
+    code = "provider_offline"
+    http_status = 503
+
+
+# --- request fields ------------------------------------------------------------------------------
+
+
+def _str(msg: dict, key: str, *, required: bool = True, default: str = "", limit: int = 1000) -> str:
+    value = msg.get(key, None)
+    if value is None or value == "":
+        if required:
+            raise InvalidInput(f"{key}: required")
+        return default
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidInput(f"{key}: expected a string of at most {limit} characters")
+    return value
+
+
+def _int(msg: dict, key: str, *, default: int | None = None, minimum: int = 0) -> int:
+    value = msg.get(key, default)
+    if type(value) is not int or value < minimum:
+        raise InvalidInput(f"{key}: expected an integer >= {minimum}")
+    return value
+
+
+def _uuid(msg: dict) -> str:
+    value = _str(msg, "uuid", limit=64)
+    try:
+        return str(uuidlib.UUID(value))
+    except ValueError:
+        raise InvalidInput(f"uuid: {value!r} is not a UUID") from None
+
+
+def _job_request(msg: dict, printer: Printer, node: str) -> JobRequest:
+    duplex = msg.get("duplex", False)
+    if type(duplex) is not bool:
+        raise InvalidInput("duplex: expected true or false")
+    account_id = msg.get("account_id")
+    if account_id is not None and type(account_id) is not int:
+        raise InvalidInput("account_id: expected an integer")
+    return JobRequest(
+        username=_str(msg, "user", limit=255),
+        printer_id=printer.id,
+        pages=_int(msg, "pages"),
+        colour_pages=_int(msg, "colour_pages", default=0),
+        duplex=duplex,
+        copies=_int(msg, "copies", default=1, minimum=1),
+        paper_size=_str(msg, "paper_size", required=False, default="A4", limit=64),
+        document_name=_str(msg, "document_name", required=False, limit=255),
+        account_id=account_id,
+        client=node,
+        uuid=_uuid(msg),
+    )
+
+
+def printer_info(p: Printer) -> dict:
+    """What a provider learns about one of its printers."""
+    return {"queue": p.queue, "id": p.id, "name": p.name, "hold_mode": p.hold_mode.value,
+            "failure_mode": p.failure_mode.value, "pdl": p.pdl, "disabled": p.disabled}
+
+
+def held_job_json(job: JobRecord, printer: Printer | None = None) -> dict:
+    out = {
+        "uuid": job.uuid, "username": job.username, "user_id": job.user_id,
+        "printer_id": job.printer_id, "account_id": job.account_id,
+        "document_name": job.document_name, "pages": job.pages, "colour_pages": job.colour_pages,
+        "duplex": job.duplex, "copies": job.copies, "paper_size": job.paper_size,
+        "cost": format_money(job.cost), "status": job.status.value, "reason": job.reason,
+        "client": job.client, "created_at": job.created_at.isoformat() if job.created_at else None,
+    }
+    if printer is not None:
+        out["printer"] = printer.name
+        out["hold_mode"] = printer.hold_mode.value
+    return out
+
+
+# --- the operations ------------------------------------------------------------------------------
+
+
+class ProviderOps:
+    """The Application Server's side of the Print Provider conversation (see module doc).
+
+    `sessions` maps `("provider", node)` to the node's live pcnet/1 session: give a
+    `LineServerFactory.sessions` dict, or call `attach(factory)` for each listener's factory.
+    """
+
+    def __init__(self, store, jobs: JobService, clock, *, sessions=None,
+                 hold_expiry_hours: float = 24.0):
+        self.store = store
+        self.jobs = jobs
+        self.clock = clock
+        # Each listener has its own LineServerFactory and so its own sessions dict.
+        self._session_maps: list = [sessions] if sessions is not None else []
+        self.hold_expiry = timedelta(hours=hold_expiry_hours)
+        self._releasing: set[str] = set()
+
+    def attach(self, factory) -> None:
+        """Push to providers through this `LineServerFactory`'s sessions (call once per
+        listener's factory)."""
+        self._session_maps.append(factory.sessions)
+
+    def register(self, ops: Operations) -> Operations:
+        """Add the provider operations to a pcnet/1 `Operations` registry."""
+        for name, method in (
+            ("printers.register", self.op_printers_register),
+            ("job.submit", self.op_job_submit),
+            ("job.printed", self.op_job_printed),
+            ("job.offline", self.op_job_offline),
+            ("job.status", self.op_job_status),
+        ):
+            ops.register(name, _handler(method))
+        return ops
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _provider_node(session) -> str:
+        if getattr(session, "role", None) != "provider" or not getattr(session, "node", None):
+            raise Forbidden("only an approved Print Provider may do this")
+        return session.node
+
+    async def _printer_for(self, node: str, msg: dict) -> Printer:
+        printer_id = msg.get("printer_id")
+        if type(printer_id) is int:
+            printer = await self.jobs.directory.printer(printer_id)
+        else:
+            queue = _str(msg, "queue", limit=255)
+            printer = await self.store.find_printer(node, queue)
+            if printer is None:
+                raise NotFound(f"no printer for queue {queue!r} on {node!r}: register it first")
+        if printer.server != node:
+            raise Forbidden(f"printer {printer.name!r} belongs to {printer.server!r}, not {node!r}")
+        return printer
+
+    def _session(self, node: str):
+        for sessions in self._session_maps:
+            session = sessions.get(("provider", node))
+            if session is not None and getattr(session, "connected", True):
+                return session
+        return None
+
+    def connected_providers(self) -> list[str]:
+        return sorted({node for sessions in self._session_maps for role, node in sessions
+                       if role == "provider"})
+
+    async def _charge_printed(self, job: JobRecord, printer: Printer, *, origin: str,
+                              reason: str) -> tuple[JobRecord, object]:
+        """Move a job to printed on `printer`, charged with its cost model (unguarded: it has
+        printed). For a Find-Me job that is the printer it was released at, so the job log shows
+        where it printed and what it cost there."""
+        cost = job_cost(printer.cost_model, pages=job.pages, colour_pages=job.colour_pages,
+                        duplex=job.duplex, copies=job.copies, paper_size=job.paper_size)
+        charge = None
+        if job.account_id is not None and cost:
+            now = utcnow(self.clock)
+            charge = self.jobs.charge_for(replace(job, cost=cost), origin=origin, now=now)
+        stored, txn = await self.store.mark_job_printed(job.uuid, printer_id=printer.id, cost=cost,
+                                                        reason=reason, charge=charge, guard=False)
+        if txn is not None:
+            self.jobs.directory.saw_transaction(txn)
+        return stored, txn
+
+    # --- pcnet/1 operations ------------------------------------------------------------------------
+
+    async def op_printers_register(self, session, msg: dict) -> dict:
+        node = self._provider_node(session)
+        given = msg.get("printers")
+        if not isinstance(given, list) or len(given) > 10_000:
+            raise InvalidInput("printers: expected a list")
+        out = []
+        for item in given:
+            if not isinstance(item, dict):
+                raise InvalidInput("printers: each item must be an object")
+            queue = _str(item, "queue", limit=255)
+            printer = await self.store.find_printer(node, queue)
+            if printer is None:
+                location = _str(item, "location", required=False, limit=255)
+                printer = await self._create_printer(node, queue, location)
+                log.info("provider {node!r}: new printer {name!r} (id {id}) for queue {queue!r}",
+                         node=node, name=printer.name, id=printer.id, queue=queue)
+            out.append(printer_info(printer))
+        return {"printers": out}
+
+    async def _create_printer(self, node: str, queue: str, location: str) -> Printer:
+        for name in (queue, f"{node}/{queue}"):
+            try:
+                return await self.store.create_printer(
+                    name, server=node, queue=queue, location=location,
+                    hold_mode=HoldMode.NONE, failure_mode=FailureMode.PRINT_LOG_LATER)
+            except Conflict:
+                continue
+        raise Conflict(f"cannot name a printer for queue {queue!r} on {node!r}")
+
+    async def op_job_submit(self, session, msg: dict) -> dict:
+        node = self._provider_node(session)
+        printer = await self._printer_for(node, msg)
+        decision, record = await self.jobs.submit(_job_request(msg, printer, node), origin=node)
+        out = describe(decision)
+        # The printer as it is now: the provider refreshes its cached failure mode from this.
+        out.update(uuid=record.uuid, status=record.status.value, printer=printer_info(printer))
+        return out
+
+    async def op_job_printed(self, session, msg: dict) -> dict:
+        node = self._provider_node(session)
+        uuid = _uuid(msg)
+        job = await self.store.get_job(uuid)
+        if job.status is JobStatus.PRINTED:
+            # Reported again (a replayed journal): charged once already, nothing more.
+            return {"status": job.status.value, "cost": format_money(job.cost),
+                    "charged": job.account_id is not None and job.cost != 0}
+        held_on = await self.jobs.directory.printer(job.printer_id)
+        if held_on.server != node:
+            raise Forbidden(f"job {uuid} is not held on {node!r}")
+        if job.status in (JobStatus.CANCELLED, JobStatus.EXPIRED, JobStatus.DENIED):
+            # Cancelled or expired while the provider was releasing it: it printed anyway, but
+            # a finished job's record is final. Logged for an administrator; acknowledged, so
+            # the provider does not report it forever.
+            log.warn("job {uuid} printed on {node} after it was {status}; not charged",
+                     uuid=uuid, node=node, status=job.status.value)
+            return {"status": job.status.value, "cost": format_money(job.cost), "charged": False}
+        target = held_on
+        if type(msg.get("printer_id")) is int and msg["printer_id"] != held_on.id:
+            target = await self._printer_for(node, msg)
+        reason = "released" if target.id == held_on.id else f"Find-Me: released from {held_on.name}"
+        stored, txn = await self._charge_printed(job, target, origin=node, reason=reason)
+        self._releasing.discard(uuid)
+        log.info("job {uuid} printed on {printer}: charged {cost}", uuid=uuid, printer=target.name,
+                 cost=format_money(-txn.amount) if txn is not None else "nothing")
+        return {"status": stored.status.value, "cost": format_money(-txn.amount if txn else 0),
+                "charged": txn is not None}
+
+    async def op_job_offline(self, session, msg: dict) -> dict:
+        node = self._provider_node(session)
+        printer = await self._printer_for(node, msg)
+        req = _job_request(msg, printer, node)
+        printed_at = msg.get("printed_at")
+        now = utcnow(self.clock)
+        if isinstance(printed_at, (int, float)) and not isinstance(printed_at, bool) and printed_at > 0:
+            created_at = datetime.fromtimestamp(printed_at, tz=timezone.utc)
+        else:
+            created_at = now
+        try:
+            user = await self.jobs.directory.user(req.username)
+        except NotFound:
+            user = None
+        account_id = None
+        if user is not None:
+            account_id = req.account_id if req.account_id is not None else user.personal_account_id
+        cost = job_cost(printer.cost_model, pages=req.pages, colour_pages=req.colour_pages,
+                        duplex=req.duplex, copies=req.copies, paper_size=req.paper_size)
+        reason = "printed while the server was unavailable"
+        if user is None:
+            reason += f"; unknown user {req.username}: not charged"
+        job = JobRecord(
+            uuid=req.uuid, user_id=user.id if user else None, username=req.username,
+            printer_id=printer.id, account_id=account_id, pages=req.pages,
+            colour_pages=req.colour_pages, duplex=req.duplex, copies=req.copies,
+            paper_size=req.paper_size, document_name=req.document_name, cost=cost,
+            status=JobStatus.PRINTED, reason=reason, client=node, origin=node,
+            created_at=created_at)
+        charge = None
+        if account_id is not None and cost:
+            charge = self.jobs.charge_for(job, origin=node, now=now)
+        stored, txn = await self.store.record_job(job, charge, guard=False)
+        if stored.status in (JobStatus.HELD, JobStatus.RELEASED):
+            # The server held this uuid before the provider gave up waiting, but the job
+            # printed: it is charged as printed now.
+            stored, txn = await self._charge_printed(stored, printer, origin=node, reason=reason)
+        elif stored.status is not JobStatus.PRINTED:
+            # Decided (denied) before the provider gave up waiting; a decided job's record is
+            # final, so the print is logged for an administrator, not charged.
+            log.warn("job {uuid} was {status} by the server but printed offline on {printer}",
+                     uuid=stored.uuid, status=stored.status.value, printer=printer.name)
+        if txn is not None:
+            self.jobs.directory.saw_transaction(txn)
+        return {"status": stored.status.value, "cost": format_money(stored.cost),
+                "charged": txn is not None}
+
+    async def op_job_status(self, session, msg: dict) -> dict:
+        node = self._provider_node(session)
+        job = await self.store.get_job(_uuid(msg))
+        printer = await self.jobs.directory.printer(job.printer_id)
+        if printer.server != node:
+            raise Forbidden(f"job {job.uuid} is not held on {node!r}")
+        return {"status": job.status.value}
+
+    # --- held jobs: what the admin API and the owners do ---------------------------------------------
+
+    def list_held(self, **kw) -> Deferred:
+        """(held jobs as JSON, total), newest first; filters: user_id, printer_id, offset, limit."""
+        return Deferred.fromCoroutine(self._list_held(**kw))
+
+    async def _list_held(self, *, user_id: int | None = None, printer_id: int | None = None,
+                        offset: int = 0, limit: int = 100) -> tuple[list[dict], int]:
+        jobs, total = await self.store.list_jobs(offset, limit, user_id=user_id,
+                                                 printer_id=printer_id, status=JobStatus.HELD)
+        out = []
+        for job in jobs:
+            try:
+                printer = await self.jobs.directory.printer(job.printer_id)
+            except NotFound:
+                printer = None
+            out.append(held_job_json(job, printer))
+        return out, total
+
+    def release(self, uuid: str, *, printer_id: int | None = None, by: str = "") -> Deferred:
+        """Release a held job (a Deferred of the job as JSON); see `_release`."""
+        return Deferred.fromCoroutine(self._release(uuid, printer_id=printer_id, by=by))
+
+    async def _release(self, uuid: str, *, printer_id: int | None = None, by: str = "") -> dict:
+        """Release a held job; for a Find-Me job at `printer_id` (same page description language,
+        same print server). The job prints (and is charged) when the provider reports it."""
+        job = await self.store.get_job(uuid)
+        if job.status is not JobStatus.HELD or uuid in self._releasing:
+            raise Conflict(f"job {uuid} is {job.status.value}, not held")
+        held_on = await self.jobs.directory.printer(job.printer_id)
+        target = held_on
+        if held_on.hold_mode is HoldMode.FIND_ME:
+            if printer_id is None:
+                raise InvalidInput("printer_id: a Find-Me job is released at a chosen printer")
+            target = await self.jobs.directory.printer(printer_id)
+            if target.hold_mode is HoldMode.FIND_ME:
+                raise InvalidInput(f"printer_id: {target.name} is a Find-Me queue, not a printer")
+            if target.server != held_on.server:
+                raise InvalidInput(f"printer_id: {target.name} is on print server "
+                                   f"{target.server!r}, the job on {held_on.server!r}")
+            if not target.pdl or target.pdl.lower() != (held_on.pdl or "").lower():
+                raise InvalidInput(f"printer_id: {target.name} speaks {target.pdl or 'an unknown language'}, "
+                                   f"the job {held_on.pdl or 'an unknown language'}: pick a printer "
+                                   "of the same page description language")
+            if target.disabled:
+                raise Conflict(f"printer {target.name} is disabled")
+        elif printer_id is not None and printer_id != held_on.id:
+            raise InvalidInput("printer_id: only Find-Me jobs may be released at another printer")
+        cost = job_cost(target.cost_model, pages=job.pages, colour_pages=job.colour_pages,
+                        duplex=job.duplex, copies=job.copies, paper_size=job.paper_size)
+        if job.account_id is not None:
+            account = await self.store.get_account(job.account_id)
+            if not can_charge(account.balance, cost, restricted=account.restricted,
+                              overdraft=account.overdraft):
+                raise InsufficientFunds(f"releasing costs {format_money(cost)}, the balance is "
+                                        f"{format_money(account.balance)}")
+        session = self._session(held_on.server)
+        if session is None:
+            raise ProviderOffline(f"print server {held_on.server!r} is not connected; "
+                                  "release the job when it is back")
+        fields = {"uuid": uuid}
+        if target.id != held_on.id:
+            fields.update(target_queue=target.queue, target_printer_id=target.id)
+        where = f" at {target.name}" if target.id != held_on.id else ""
+        # Released in the store before the provider acts: its job.printed may come at once.
+        self._releasing.add(uuid)
+        await self.store.update_job_status(uuid, JobStatus.RELEASED,
+                                           reason=f"released{where}" + (f" by {by}" if by else ""))
+        try:
+            await session.request("job.release", **fields).addTimeout(PUSH_TIMEOUT, self.clock)
+        except RemoteError as e:
+            self._releasing.discard(uuid)
+            if e.code == "not_found":
+                await self.store.update_job_status(uuid, JobStatus.CANCELLED,
+                                                   reason=f"gone from the print server: {e.message}")
+                raise Conflict(f"job {uuid} is no longer on the print server: {e.message}") from None
+            await self.store.update_job_status(uuid, JobStatus.HELD, reason=job.reason)
+            raise
+        except (LinkDown, defer.TimeoutError) as e:
+            self._releasing.discard(uuid)
+            await self.store.update_job_status(uuid, JobStatus.HELD, reason=job.reason)
+            raise ProviderOffline(f"print server {held_on.server!r} did not answer: {e}") from None
+        log.info("job {uuid} released{where}{by}", uuid=uuid, where=where,
+                 by=f" by {by}" if by else "")
+        current = await self.store.get_job(uuid)
+        return held_job_json(current, target)
+
+    def cancel(self, uuid: str, *, reason: str = "cancelled", status=JobStatus.CANCELLED) -> Deferred:
+        """Cancel a held job (a Deferred of the job as JSON); see `_cancel`."""
+        return Deferred.fromCoroutine(self._cancel(uuid, reason=reason, status=status))
+
+    async def _cancel(self, uuid: str, *, reason: str = "cancelled", status=JobStatus.CANCELLED) -> dict:
+        """Cancel a held job; the provider cancels the CUPS job (now, or when it reconnects)."""
+        job = await self.store.get_job(uuid)
+        if job.status not in (JobStatus.HELD, JobStatus.RELEASED):
+            raise Conflict(f"job {uuid} is {job.status.value}, not held")
+        stored, _ = await self.store.update_job_status(uuid, status, reason=reason)
+        printer = await self.jobs.directory.printer(job.printer_id)
+        session = self._session(printer.server)
+        if session is not None:
+            try:
+                await session.request("job.cancel", uuid=uuid, reason=reason).addTimeout(
+                    PUSH_TIMEOUT, self.clock)
+            except Exception as e:
+                # The provider asks about its held jobs when it reconnects (job.status).
+                log.warn("provider {node!r} did not confirm cancelling {uuid}: {error}",
+                         node=printer.server, uuid=uuid, error=str(e))
+        return held_job_json(stored, printer)
+
+    def expire_due(self) -> Deferred:
+        """Expire overdue held jobs; a Deferred of how many."""
+        return Deferred.fromCoroutine(self._expire_due())
+
+    async def _expire_due(self) -> int:
+        """Expire held jobs older than `hold_expiry` (their CUPS jobs are cancelled)."""
+        cutoff = utcnow(self.clock) - self.hold_expiry
+        expired = 0
+        while True:
+            jobs, _ = await self.store.list_jobs(0, 100, status=JobStatus.HELD, until=cutoff)
+            jobs = [j for j in jobs if j.uuid not in self._releasing]
+            if not jobs:
+                return expired
+            for job in jobs:
+                try:
+                    await self._cancel(job.uuid, reason="expired: not released in time",
+                                      status=JobStatus.EXPIRED)
+                    expired += 1
+                except PcnetError as e:
+                    log.warn("could not expire held job {uuid}: {error}", uuid=job.uuid, error=e.message)
+                    return expired
+
+    def expiry_service(self, interval: float = 60.0) -> TimerService:
+        """A service that expires held jobs every `interval` seconds."""
+
+        def run():
+            return self.expire_due().addErrback(
+                lambda f: log.failure("expiring held jobs failed", f))
+
+        service = TimerService(interval, run)
+        service.clock = self.clock
+        return service
+
+
+def _handler(method):
+    def handle(session, msg):
+        return Deferred.fromCoroutine(method(session, msg))
+    return handle
+
+
+# --- the store-backed node registry ----------------------------------------------------------------
+
+
+@implementer(INodeRegistry)
+class StoreNodeRegistry:
+    """Node approval kept in the store, with the rules of `pcnet.net.registry.MemoryNodeRegistry`
+    (the store's `register_node` applies them in one transaction): a first contact is recorded
+    pending with the digest of its credential, or approved at once when it connects from an
+    auto-approve network; afterwards only that credential (and role) is accepted for that node
+    name; an administrator approves or rejects it (`set_node_status`, the admin API)."""
+
+    def __init__(self, store, clock, *, auto_approve_networks=()):
+        self.store = store
+        self.clock = clock
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in auto_approve_networks]
+
+    def check(self, role, node, credential, peer):
+        return Deferred.fromCoroutine(self._check(role, node, credential, peer))
+
+    def _auto(self, ip) -> bool:
+        return ip is not None and any(ip.version == n.version and ip in n for n in self._networks)
+
+    async def _check(self, role, node, credential, peer) -> NodeStatus:
+        ip = peer_ip(peer)
+        auto = self._auto(ip)
+        first = NodeStatus.APPROVED if auto else NodeStatus.PENDING
+        status = NodeStatus(await self.store.register_node(
+            role, node, credential_digest(credential).hex(), str(ip) if ip is not None else "",
+            status=first.value))
+        if status is NodeStatus.PENDING and auto:
+            await self.store.set_node_status(node, NodeStatus.APPROVED.value)
+            status = NodeStatus.APPROVED
+        return status
+
+
+# --- wiring into the Application Server -------------------------------------------------------------

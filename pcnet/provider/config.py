@@ -1,0 +1,145 @@
+"""The Print Provider's configuration: its own schema for `pcnet.config.load`.
+
+A provider's TOML file names the node, the server it talks to (and the CA that vouches for that
+server), its local files (Unix socket for the CUPS backend, spool, journal and cache directories)
+and its timeouts. `etc/provider.toml` is `render_example(PROVIDER_SCHEMA)` with every key
+commented. Relative paths are relative to `[provider] data_dir`, itself relative to the file.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from pcnet.config import Key, _choice, _positive, load, render_example
+from pcnet.domain.model import FailureMode
+from pcnet.errors import ConfigError
+
+
+def _client_endpoint(v):
+    if not v:
+        return None
+    return None if v.startswith(("tcp:", "unix:")) else (
+        "must be a Twisted client endpoint string such as \"tcp:host=app.example.org:port=9191\""
+        " (TLS is added by pcnet: do not use tls: or ssl:)")
+
+
+PROVIDER_SCHEMA: dict[str, dict[str, Key]] = {
+    "provider": {
+        "name": Key(str, "", "this print server's node name on the Application Server (empty: the host name)"),
+        "data_dir": Key(str, ".", "directory for the credential, journal and caches (relative to this file)"),
+        "socket": Key(str, "/run/pcnet/provider.sock",
+                      "Unix socket the pcnet CUPS backend talks to (the backend's PCNET_PROVIDER_SOCKET)"),
+        "spool_dir": Key(str, "/var/spool/pcnet",
+                         "where the backend writes spool files (PCNET_SPOOL_DIR); a job naming a file elsewhere is refused"),
+        "journal_dir": Key(str, "journal",
+                           "durable journal of jobs printed while no server answered, and of held jobs (relative to data_dir)"),
+        "cups_server": Key(str, "", "CUPS server: a socket path or host[:port]; empty for CUPS's default"),
+        "analysis_threads": Key(int, 2, "spool files analysed at once (each in a thread)", _positive),
+        "default_failure_mode": Key(str, FailureMode.PRINT_LOG_LATER.value,
+                                    "failure mode of a queue the server has never described (print-log-later, print-no-log, hold)",
+                                    _choice(*(m.value for m in FailureMode))),
+    },
+    "server": {
+        "host": Key(str, "localhost", "the server's name or address, as its certificate names it"),
+        "endpoint": Key(str, "", "client endpoint of the server's pcnet/1 port (empty: tcp:host=HOST:port=9191)",
+                        _client_endpoint),
+        "ca_cert": Key(str, "ca.pem", "the deployment CA certificate that must have signed the server's (relative to data_dir)"),
+        "credential_file": Key(str, "credential",
+                               "this node's secret credential; created (mode 0600) on first start (relative to data_dir)"),
+        "decision_timeout": Key((int, float), 10,
+                                "seconds to wait for the server's decision before the printer's failure mode applies", _positive),
+        "reconnect_max_delay": Key((int, float), 30, "longest wait between reconnection attempts, in seconds", _positive),
+    },
+    "protocol": {
+        "heartbeat_interval": Key((int, float), 5, "seconds between pcnet/1 heartbeats on an idle link", _positive),
+        "missed_beats": Key(int, 3, "heartbeats missed before the link is declared down", _positive),
+        "max_line_length": Key(int, 1048576, "longest pcnet/1 line accepted, in bytes", _positive),
+        "pending_retry": Key((int, float), 15, "seconds between hellos while this node waits for approval", _positive),
+    },
+    "jobs": {
+        "retry_interval": Key((int, float), 30,
+                              "seconds between retries of journal entries and offline holds while the link is up", _positive),
+    },
+}
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """The provider's configuration with paths resolved."""
+
+    path: Path | None
+    node: str
+    data_dir: Path
+    socket: Path
+    spool_dir: Path
+    journal_dir: Path
+    cups_server: str | None
+    analysis_threads: int
+    default_failure_mode: FailureMode
+    server_host: str
+    server_endpoint: str
+    ca_cert: Path
+    credential_file: Path
+    decision_timeout: float
+    reconnect_max_delay: float
+    heartbeat_interval: float
+    missed_beats: int
+    max_line_length: int
+    pending_retry: float
+    retry_interval: float
+
+
+def load_settings(path: str | Path) -> ProviderSettings:
+    """Load and validate a provider configuration file (a `ConfigError` naming the key if wrong)."""
+    config = load(path, schema=PROVIDER_SCHEMA)
+    return settings_from(config.values, config.base_dir, config.path)
+
+
+def settings_from(values: dict, base_dir: Path, path: Path | None = None) -> ProviderSettings:
+    p, s, proto, jobs = values["provider"], values["server"], values["protocol"], values["jobs"]
+    data_dir = (base_dir / p["data_dir"]).resolve()
+
+    def at(relative: str) -> Path:
+        return (data_dir / relative).resolve()
+
+    host = s["host"]
+    if not host:
+        raise ConfigError(f"{path or '<config>'}: [server] host: required")
+    endpoint = s["endpoint"] or f"tcp:host={_escape(host)}:port=9191"
+    return ProviderSettings(
+        path=path,
+        node=p["name"] or socket.gethostname(),
+        data_dir=data_dir,
+        socket=at(p["socket"]),
+        spool_dir=at(p["spool_dir"]),
+        journal_dir=at(p["journal_dir"]),
+        cups_server=p["cups_server"] or None,
+        analysis_threads=p["analysis_threads"],
+        default_failure_mode=FailureMode(p["default_failure_mode"]),
+        server_host=host,
+        server_endpoint=endpoint,
+        ca_cert=at(s["ca_cert"]),
+        credential_file=at(s["credential_file"]),
+        decision_timeout=float(s["decision_timeout"]),
+        reconnect_max_delay=float(s["reconnect_max_delay"]),
+        heartbeat_interval=float(proto["heartbeat_interval"]),
+        missed_beats=proto["missed_beats"],
+        max_line_length=proto["max_line_length"],
+        pending_retry=float(proto["pending_retry"]),
+        retry_interval=float(jobs["retry_interval"]),
+    )
+
+
+def _escape(host: str) -> str:
+    # Endpoint strings use ':' as a separator: an IPv6 literal's colons must be escaped.
+    return host.replace(":", "\\:")
+
+
+def example() -> str:
+    """The text of etc/provider.toml."""
+    text = render_example(PROVIDER_SCHEMA, overrides={"provider": {"name": "print01"}})
+    return text.replace(
+        "# pcnet configuration.",
+        "# pcnet Print Provider configuration (twistd -n pcnet provider --config PATH).", 1)

@@ -1,0 +1,106 @@
+"""The provider's configuration and how `make_provider_service` assembles the role."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+from twisted.application.service import IService
+from twisted.internet.testing import MemoryReactorClock
+
+from pcnet.errors import ConfigError
+from pcnet.net import tls
+from pcnet.provider.config import PROVIDER_SCHEMA, example, load_settings
+from pcnet.provider.service import ProviderService, load_credential, make_provider_service
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_config(tmp_path, text="", *, ca=True):
+    if ca:
+        ca_pem, _ = tls.create_ca("test CA")
+        (tmp_path / "ca.pem").write_bytes(ca_pem)
+    path = tmp_path / "provider.toml"
+    path.write_text(f"""\
+[provider]
+name = "print01"
+socket = "{tmp_path / 'run' / 'provider.sock'}"
+spool_dir = "{tmp_path / 'spool'}"
+{text}
+[server]
+host = "pcnet.test"
+""")
+    return path
+
+
+def test_the_example_file_documents_every_key():
+    assert (REPO / "etc" / "provider.toml").read_text() == example()
+    text = example()
+    for section, keys in PROVIDER_SCHEMA.items():
+        assert f"[{section}]" in text
+        for name, key in keys.items():
+            assert f"\n# {key.help}\n{name} = " in text
+
+
+def test_paths_are_relative_to_the_data_dir_and_the_endpoint_defaults_to_port_9191(tmp_path):
+    s = load_settings(write_config(tmp_path))
+    assert s.node == "print01"
+    assert s.journal_dir == tmp_path / "journal"
+    assert s.ca_cert == tmp_path / "ca.pem"
+    assert s.server_endpoint == "tcp:host=pcnet.test:port=9191"
+    assert s.decision_timeout == 10.0
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("decision_timeout_typo = 3", "unknown key 'decision_timeout_typo'"),
+    ('default_failure_mode = "pray"', "default_failure_mode"),
+    ("analysis_threads = 0", "analysis_threads"),
+])
+def test_a_wrong_key_names_the_file_and_the_key(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        load_settings(write_config(tmp_path, extra))
+    assert str(tmp_path / "provider.toml") in e.value.message
+
+
+def test_a_tls_endpoint_in_the_config_is_refused(tmp_path):
+    path = write_config(tmp_path)
+    path.write_text(path.read_text() + 'endpoint = "ssl:host=x:port=1"\n')
+    with pytest.raises(ConfigError, match="endpoint"):
+        load_settings(path)
+
+
+def test_a_missing_ca_stops_start_up_with_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="ca_cert"):
+        make_provider_service(write_config(tmp_path, ca=False), MemoryReactorClock())
+
+
+def test_the_credential_is_created_once_private(tmp_path):
+    path = tmp_path / "d" / "credential"
+    first = load_credential(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and len(first) >= 40
+    assert load_credential(path) == first
+
+
+def test_the_service_listens_for_the_backend_and_connects_to_its_server(tmp_path):
+    reactor = MemoryReactorClock()
+    service = make_provider_service(write_config(tmp_path), reactor)
+    assert isinstance(service, ProviderService) and IService.providedBy(service)
+    # A stale socket from a crashed run is removed before the listener starts.
+    sock_path = tmp_path / "run" / "provider.sock"
+    sock_path.parent.mkdir()
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(sock_path))
+    stale.close()
+    service.privilegedStartService()
+    service.startService()
+    try:
+        assert not sock_path.exists()  # the MemoryReactor does not create the file
+        (unix_port,) = reactor.unixServers
+        assert unix_port[0] == str(sock_path) and unix_port[3] == 0o660
+        (tcp,) = reactor.tcpClients
+        assert (tcp[0], tcp[1]) == ("pcnet.test", 9191)
+    finally:
+        service.stopService()

@@ -1,0 +1,150 @@
+"""Held jobs through the admin API: list, release (Find-Me at a chosen printer), cancel. The
+Print Provider holding the jobs is a fake session that records what the server pushes to it."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+
+import pytest
+from pytest_twisted import ensureDeferred
+from twisted.internet import defer
+
+from pcnet.app.provider_ops import ProviderOps
+from pcnet.net.line import Operations, RemoteError
+from pcnet.web.api import AdminApi
+
+from ._support import ApiClient
+
+COST = {"grey": "0.10", "colour": "0.50"}
+
+
+class ProviderSession:
+    def __init__(self):
+        self.role, self.node, self.connected = "provider", "print01", True
+        self.pushed = []
+        self.fail_with = None
+
+    def request(self, op, **fields):
+        self.pushed.append((op, fields))
+        if self.fail_with is not None:
+            return defer.fail(self.fail_with)
+        return defer.succeed({})
+
+
+@pytest.fixture
+def session():
+    return ProviderSession()
+
+
+@pytest.fixture
+def ops(store, jobs, clock, session):
+    return ProviderOps(store, jobs, clock, sessions={("provider", "print01"): session})
+
+
+@pytest.fixture
+def client(store, jobs, clock, ops, admin_token):
+    return ApiClient(AdminApi(store, jobs, clock, provider_ops=ops), admin_token)
+
+
+async def setup(client):
+    await client.post("/users", {"username": "ann", "initial_balance": "10.00"})
+    printers = {}
+    for name, hold in (("secure", "hold"), ("findme", "find-me"), ("colour", "none"), ("pcl", "none")):
+        r = await client.post("/printers", {
+            "name": name, "server": "print01", "queue": name, "hold_mode": hold,
+            "pdl": "pcl" if name == "pcl" else "postscript",
+            "cost_model": {"grey": "0.20", "colour": "1.00"} if name == "colour" else COST})
+        printers[name] = r.json
+    return printers
+
+
+async def hold(ops, session, queue, pages=4, colour=1):
+    job_uuid = str(uuidlib.uuid4())
+    submit = ops.register(Operations()).handlers()["job.submit"]
+    reply = await submit(session, {"uuid": job_uuid, "queue": queue, "user": "ann",
+                                   "document_name": "thesis.pdf", "pages": pages,
+                                   "colour_pages": colour, "copies": 1})
+    assert reply["action"] == "hold"
+    return job_uuid
+
+
+@ensureDeferred
+async def test_list_release_and_the_charge_when_it_prints(client, ops, session):
+    printers = await setup(client)
+    job = await hold(ops, session, "secure")
+    listed = (await client.get("/held-jobs")).json
+    assert listed["total"] == 1 and listed["items"][0]["uuid"] == job
+    assert listed["items"][0]["status"] == "held" and listed["items"][0]["cost"] == "0.8000"
+    assert (await client.get("/held-jobs", params={"printer": "colour"})).json["total"] == 0
+    assert (await client.get("/held-jobs", params={"user": "ann"})).json["total"] == 1
+    r = await client.post(f"/held-jobs/{job}/release", {})
+    assert r.status == 200, r.json
+    assert r.json["status"] == "released" and r.json["printer_id"] == printers["secure"]["id"]
+    assert session.pushed == [("job.release", {"uuid": job})]
+    assert (await client.get("/held-jobs")).json["total"] == 0
+    account = (await client.get("/users/ann/account")).json
+    assert account["balance"] == "10.0000"  # not charged until the provider reports it printed
+    await ops.register(Operations()).handlers()["job.printed"](session, {"uuid": job})
+    assert (await client.get("/users/ann/account")).json["balance"] == "9.2000"
+    assert (await client.get(f"/jobs/{job}")).json["status"] == "printed"
+
+
+@ensureDeferred
+async def test_find_me_release_at_a_printer_of_the_same_language(client, ops, session):
+    printers = await setup(client)
+    job = await hold(ops, session, "findme")
+    r = await client.post(f"/held-jobs/{job}/release", {})
+    assert r.status == 400 and "Find-Me" in r.error["message"]
+    r = await client.post(f"/held-jobs/{job}/release", {"printer": "pcl"})
+    assert r.status == 400 and "page description language" in r.error["message"]
+    r = await client.post(f"/held-jobs/{job}/release", {"printer": "colour"})
+    assert r.status == 200, r.json
+    assert session.pushed == [("job.release", {"uuid": job, "target_queue": "colour",
+                                               "target_printer_id": printers["colour"]["id"]})]
+    await ops.register(Operations()).handlers()["job.printed"](
+        session, {"uuid": job, "printer_id": printers["colour"]["id"]})
+    printed = (await client.get(f"/jobs/{job}")).json
+    assert printed["printer_id"] == printers["colour"]["id"] and printed["cost"] == "1.6000"
+    assert (await client.get("/users/ann/account")).json["balance"] == "8.4000"
+
+
+@ensureDeferred
+async def test_release_errors(client, ops, session):
+    await setup(client)
+    job = await hold(ops, session, "secure")
+    session.connected = False
+    r = await client.post(f"/held-jobs/{job}/release", {})
+    assert r.status == 503 and r.error["code"] == "provider_offline"
+    session.connected = True
+    session.fail_with = RemoteError("not_found", "CUPS job 7: job 7 is canceled")
+    r = await client.post(f"/held-jobs/{job}/release", {})
+    assert r.status == 409 and "no longer on the print server" in r.error["message"]
+    r = await client.post(f"/held-jobs/{job}/release", {})
+    assert r.status == 409  # cancelled now: not held
+    r = await client.post(f"/held-jobs/{uuidlib.uuid4()}/release", {})
+    assert r.status == 404
+    r = await client.post("/held-jobs/not-a-uuid/release", {})
+    assert r.status == 400
+    expensive = await hold(ops, session, "secure", pages=40, colour=40)  # 20.00 > 10.00
+    session.fail_with = None
+    r = await client.post(f"/held-jobs/{expensive}/release", {})
+    assert r.status == 409 and r.error["code"] == "insufficient_funds"
+
+
+@ensureDeferred
+async def test_cancel(client, ops, session):
+    await setup(client)
+    job = await hold(ops, session, "secure")
+    r = await client.post(f"/held-jobs/{job}/cancel", {"reason": "wrong document"})
+    assert r.status == 200 and r.json["status"] == "cancelled" and r.json["reason"] == "wrong document"
+    assert session.pushed == [("job.cancel", {"uuid": job, "reason": "wrong document"})]
+    r = await client.post(f"/held-jobs/{job}/cancel", {})
+    assert r.status == 409
+
+
+@ensureDeferred
+async def test_without_provider_support_held_job_actions_are_unavailable(store, jobs, clock,
+                                                                         admin_token):
+    client = ApiClient(AdminApi(store, jobs, clock), admin_token)
+    r = await client.post(f"/held-jobs/{uuidlib.uuid4()}/cancel", {})
+    assert r.status == 503 and r.error["code"] == "unavailable"
