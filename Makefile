@@ -31,6 +31,7 @@ bench: venv
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_protocol.py
 	$(BIN)/python bench/bench_spool.py
+	$(BIN)/python bench/bench_provider.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
