@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from OpenSSL import crypto
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 
+from pcnet._files import write_durably
 from pcnet.errors import ConfigError
 
 #: ALPN names. A server offers both, in this order of preference; a node offers only pcnet/1.
@@ -361,17 +361,4 @@ class TLSFiles:
         return material
 
     def _write(self, name: str, data: bytes, mode: int) -> None:
-        target = self.path(name)
-        tmp = self.path(f".{name}.{secrets.token_hex(4)}.tmp")
-        # Created with its final mode, so a key is never readable by others, even briefly.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, mode)  # the umask may have masked bits off `mode` at creation
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_durably(self.path(name), data, mode)

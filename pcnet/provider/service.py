@@ -50,7 +50,8 @@ from pcnet.domain.model import FailureMode, HoldMode
 from pcnet.errors import ConfigError, Conflict, InvalidInput, NotFound, PcnetError
 from pcnet.net.line import LineClientFactory, LineConfig, LinkDown, Operations, RemoteError
 from pcnet.net.registry import new_credential
-from pcnet.provider.journal import HeldJobs, OfflineJournal, PrinterCache, write_durably
+from pcnet._files import write_durably
+from pcnet.provider.journal import HeldJobs, OfflineJournal, PrinterCache
 
 log = Logger(namespace="pcnet.provider")
 
