@@ -23,7 +23,6 @@ from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import Site
 
 from pcnet import config as configlib
 from pcnet.app.jobs import JobService
@@ -33,6 +32,7 @@ from pcnet.errors import ConfigError, PcnetError, StoreUnavailable
 from pcnet.net.line import LineConfig, LineServerFactory, Operations
 from pcnet.net.listener import MultiplexingFactory
 from pcnet.net.tls import server_tls_options
+from pcnet.web.site import PcnetSite
 
 
 def _read(cfg, key: str) -> bytes:
@@ -130,7 +130,7 @@ class ApplicationServer(MultiService):
         expiry = TimerService(float(self.cfg["jobs"]["expiry_check_interval"]), self._expire_held_jobs)
         expiry.clock = self.reactor
         expiry.setServiceParent(self)
-        site = Site(self.web_root())
+        site = PcnetSite(self.web_root())
         line = self.line_factory()
         for key, allow_plain in (("http", True), ("tls", False)):
             description = self.cfg["server"][key]
