@@ -12,13 +12,15 @@ from pcnet.web._schemas import SCHEMAS, ref
 
 _ERROR_RESPONSES = {
     400: ("BadRequest", "invalid input; the message (and `field`) names the field at fault"),
-    401: ("Unauthorized", "no bearer token, or an unknown one"),
+    401: ("Unauthorized", ("no bearer token, or an unknown one (/me routes: no HTTP Basic "
+                           "credentials, or a wrong username or password, or a disabled user)")),
     403: ("Forbidden", "the token may not use the API"),
     404: ("NotFound", "no such route or record"),
     405: ("MethodNotAllowed", "the route exists but not with this method"),
     409: ("Conflict", "a duplicate name, a reused idempotency key, or insufficient funds"),
     413: ("PayloadTooLarge", "the request body is over the size limit"),
     415: ("UnsupportedMediaType", "the request body is not application/json"),
+    429: ("TooManyRequests", "too many failed sign-ins for this username; retry after `Retry-After` seconds"),
     500: ("InternalError", "a bug; logged on the server"),
     503: ("StoreUnavailable", "the database cannot be reached (releasing a held job: its print server is not connected)"),
 }
@@ -60,7 +62,9 @@ def operation(route: Route) -> dict:
         }
     # Any route refuses unknown query parameters (and a body where it takes none) with a 400.
     codes = set(route.errors) | {400, 500}
-    if route.auth:
+    if route.auth and route.scheme == "basic":
+        codes |= {401, 429, 503}
+    elif route.auth:
         codes |= {401, 403, 503}
     if route.body is not None:
         codes |= {400, 413, 415}
@@ -69,6 +73,8 @@ def operation(route: Route) -> dict:
     op["responses"] = responses
     if not route.auth:
         op["security"] = []
+    elif route.scheme == "basic":
+        op["security"] = [{"basic": []}]
     return op
 
 
@@ -94,6 +100,10 @@ def openapi_document(routes: list[Route], *, title: str, version: str, descripti
             "securitySchemes": {"bearer": {
                 "type": "http", "scheme": "bearer",
                 "description": "an API token from `pcnet token create` or POST /tokens",
+            }, "basic": {
+                "type": "http", "scheme": "basic",
+                "description": "a user's username and password (UTF-8); only the /me routes, "
+                               "which act for that user",
             }},
         },
     }

@@ -52,6 +52,9 @@ class Route:
     status: int = 200
     response: dict | None = None   # JSON Schema of a success reply; None for 204
     auth: bool = True
+    # "bearer": an API token (the admin routes); "basic": a user's username and password
+    # (the /me routes, acting for that user only).
+    scheme: str = "bearer"
     errors: tuple[int, ...] = (400,)
 
     @property
@@ -73,7 +76,8 @@ class Call:
     query: dict
     headers: dict
     body: dict | None
-    token: Any = None
+    token: Any = None   # the API token record, on a "bearer" route
+    user: Any = None    # the signed-in user, on a "basic" route
 
 
 @dataclass
@@ -86,8 +90,9 @@ class Reply:
 class RouteTable:
     """`routes = RouteTable(app)` in a Klein app class; `@routes("GET", "/users", ...)`.
 
-    The class using it provides `_authenticate(request)` (a coroutine returning the caller's
-    token record or raising `Unauthorized`).
+    The class using it provides `_authenticate(request, scheme)` (a coroutine returning the
+    caller, an API token record for `"bearer"` or a user for `"basic"`, or raising
+    `Unauthorized`).
     """
 
     def __init__(self, app):
@@ -98,6 +103,8 @@ class RouteTable:
         def declare(handler):
             spec = Route(method=method, path=path, endpoint=handler.__name__, summary=summary,
                          tag=tag, description=kw.pop("description", handler.__doc__ or ""), **kw)
+            if spec.scheme not in ("bearer", "basic"):
+                raise TypeError(f"{path}: unknown authentication scheme {spec.scheme!r}")
             for name in _path_names(path):
                 if name not in spec.params:
                     raise TypeError(f"{path}: path parameter {name} has no spec")
@@ -124,7 +131,7 @@ def _path_names(path: str) -> list[str]:
 async def _serve(api, spec: Route, handler, request, path_values: dict):
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
     request.setHeader(b"cache-control", b"no-store")
-    token = await api._authenticate(request) if spec.auth else None
+    caller = await api._authenticate(request, spec.scheme) if spec.auth else None
     params = {name: spec.params[name].from_text(value, name) for name, value in path_values.items()}
     # From the URI only: twisted.web also puts form-encoded body fields into request.args.
     _, _, query_string = request.uri.partition(b"?")
@@ -137,7 +144,9 @@ async def _serve(api, spec: Route, handler, request, path_values: dict):
         elif hspec.required:
             raise InvalidField(name, "header required")
     body = read_body(request, spec.body, getattr(api, "max_body", MAX_BODY))
-    result = await handler(api, Call(request, params, query, headers, body, token))
+    basic = spec.scheme == "basic"
+    result = await handler(api, Call(request, params, query, headers, body,
+                                     token=None if basic else caller, user=caller if basic else None))
     return render(request, result, spec.status)
 
 

@@ -122,6 +122,16 @@ def user_json(user: User) -> dict:
     return out
 
 
+ME = _schema("Me", _obj({
+    "user": ref("User"),
+    "balance": {**_nullable(MONEY), "description": "of the personal account; null without one"},
+}, "the signed-in user and the balance of their personal account"))
+
+
+def me_json(user: User, account: Account | None) -> dict:
+    return {"user": user_json(user), "balance": money(account.balance) if account is not None else None}
+
+
 GROUP = _schema("Group", _obj({"id": INT, "name": STR, "description": STR}))
 
 

@@ -8,15 +8,23 @@ cause, is answered as `{"error": {"code": ..., "message": ...}}`; input problems
 the field, and only bugs are 500s (logged, without request bodies or headers, so no secret
 reaches the log).
 
+Admin routes take an API token (`Authorization: Bearer`). The `/me` routes act for one user
+instead: HTTP Basic with that user's username and password, checked off the reactor thread,
+with failed sign-ins throttled per username (`LoginThrottle`); a user sees, releases and cancels
+only their own held jobs, and another user's job is answered 404 like a missing one.
+
 Writes that change what the job service caches (printers, users, accounts) tell its
 `JobDirectory` to forget the record, so the next job sees the change.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 import re
 import uuid as uuidlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -41,7 +49,7 @@ from pcnet.domain.model import (
     TransactionKind,
 )
 from pcnet.domain.quotas import next_boundary
-from pcnet.domain.secrets import hash_secret, hash_token, new_token
+from pcnet.domain.secrets import hash_secret, hash_token, new_token, verify_secret
 from pcnet.errors import Conflict, Forbidden, NotFound, PcnetError, Unauthorized
 from pcnet.net.registry import NodeStatus
 from pcnet.web import _schemas as S
@@ -242,6 +250,9 @@ HELD_CANCEL = Object({
     "reason": String(max_length=255, default="cancelled by an administrator",
                      description="recorded in the job log"),
 })
+MY_CANCEL = Object({
+    "reason": String(max_length=255, description="recorded in the job log after who cancelled it"),
+})
 TOKEN_CREATE = Object({
     "name": String(**NAME, required=True, description="what the token is for"),
     "user": Ref("user", nullable=True, description="the administrator the token acts for"),
@@ -258,12 +269,142 @@ class NoProviderSupport(PcnetError):
     http_status = 503
 
 
-class Unauthenticated(Unauthorized):
-    """No usable bearer token; answered with a `WWW-Authenticate` challenge."""
+BASIC_CHALLENGE = 'Basic realm="pcnet"'
 
-    def __init__(self, message: str, *, invalid: bool = False):
+
+class Unauthenticated(Unauthorized):
+    """No usable bearer token (or, on /me, no valid username and password); answered with a
+    `WWW-Authenticate` challenge."""
+
+    def __init__(self, message: str, *, invalid: bool = False, challenge: str | None = None):
         super().__init__(message)
-        self.challenge = 'Bearer realm="pcnet"' + (', error="invalid_token"' if invalid else "")
+        self.challenge = challenge or ('Bearer realm="pcnet"' + (', error="invalid_token"' if invalid else ""))
+
+
+class TooManyAttempts(PcnetError):
+    """Too many failed sign-ins for a username: refused before the password is checked."""
+
+    code = "too_many_attempts"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
+@dataclass
+class _Attempts:
+    failures: int = 0
+    first_failure: float = 0.0
+    pending: int = 0           # sign-ins being checked now
+    locked_until: float = 0.0
+
+
+class LoginThrottle:
+    """Failed sign-ins per username, on the API's clock.
+
+    `limit` failures within `window` seconds lock the username for `lockout` seconds; while it
+    is locked every attempt is refused (429) before the password is checked, so guessing is slow
+    and costs the server no scrypt. Sign-ins still being checked count against the limit, so a
+    burst of parallel guesses gets no more than `limit` tries. A success clears the failures.
+    Unknown usernames are counted like known ones (the answers must not tell them apart). At
+    most `max_names` usernames are tracked; when full, stale records go first, then the oldest
+    (locked ones last).
+    """
+
+    def __init__(self, clock, *, limit: int = 5, window: float = 900.0, lockout: float = 300.0,
+                 max_names: int = 10_000):
+        self.clock, self.limit, self.window, self.lockout = clock, limit, window, lockout
+        self.max_names = max_names
+        self._names: dict[str, _Attempts] = {}
+
+    def begin(self, username: str) -> str:
+        """Start a sign-in (a key for `failed`/`succeeded`/`abandoned`), or raise TooManyAttempts."""
+        key, now = username.casefold(), self.clock.seconds()
+        entry = self._names.get(key)
+        if entry is None:
+            self._make_room(now)
+            entry = self._names[key] = _Attempts()
+        if entry.locked_until > now:
+            raise TooManyAttempts(f"too many failed sign-ins for {username}; try again later",
+                                  retry_after=math.ceil(entry.locked_until - now))
+        if entry.failures and now - entry.first_failure >= self.window:
+            entry.failures = 0
+        if entry.failures + entry.pending >= self.limit:
+            raise TooManyAttempts(f"too many sign-ins for {username} at once; try again later",
+                                  retry_after=1)
+        entry.pending += 1
+        return key
+
+    def failed(self, key: str) -> bool:
+        """A wrong password (or unknown or disabled user); True when this locks the username."""
+        now, entry = self.clock.seconds(), self._names[key]
+        entry.pending -= 1
+        if entry.failures == 0:
+            entry.first_failure = now
+        entry.failures += 1
+        if entry.failures < self.limit:
+            return False
+        entry.failures, entry.locked_until = 0, now + self.lockout
+        return True
+
+    def succeeded(self, key: str) -> None:
+        entry = self._names[key]
+        entry.pending -= 1
+        entry.failures = 0
+        self._forget_if_idle(key, self.clock.seconds())
+
+    def abandoned(self, key: str) -> None:
+        """The check itself failed (the store is down): neither a success nor a failure."""
+        self._names[key].pending -= 1
+        self._forget_if_idle(key, self.clock.seconds())
+
+    def _idle(self, entry: _Attempts, now: float) -> bool:
+        return (entry.pending == 0 and entry.locked_until <= now
+                and (entry.failures == 0 or now - entry.first_failure >= self.window))
+
+    def _forget_if_idle(self, key: str, now: float) -> None:
+        if self._idle(self._names[key], now):
+            del self._names[key]
+
+    def _make_room(self, now: float) -> None:
+        if len(self._names) < self.max_names:
+            return
+        for key in [k for k, e in self._names.items() if self._idle(e, now)]:
+            del self._names[key]
+        # Still full (many names guessed at): oldest first, locked names last.
+        for locked in (False, True):
+            for key in [k for k, e in self._names.items()
+                        if e.pending == 0 and (e.locked_until > now) is locked]:
+                if len(self._names) < self.max_names:
+                    return
+                del self._names[key]
+
+
+# Checked when the user is unknown or has no password, so that those answers take as long as a
+# wrong password (the reply does not tell whether a username exists).
+_NO_USER_HASH = "scrypt$16384$8$1$M6AW7kQuFZwShAQEfRJp9g$Oi6K-PsD04CcLnLAWGIUBC3MvYUZD3TTAu7tZWU-g_g"
+_WRONG_LOGIN = "Authorization: wrong username or password, or the user is disabled"
+
+
+def _basic_credentials(header: str) -> tuple[str, str]:
+    """`Basic <base64 of username:password>` (UTF-8, RFC 7617) -> (username, password)."""
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        raise Unauthenticated("Authorization: this route acts for a user: send the user's name and "
+                              "password with HTTP Basic authentication, not an API token",
+                              challenge=BASIC_CHALLENGE)
+    encoded = encoded.strip()
+    try:
+        if not encoded or len(encoded) > 2048:
+            raise ValueError
+        username, sep, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, ValueError):   # UnicodeDecodeError is a ValueError
+        raise Unauthenticated("Authorization: expected 'Basic <base64 of username:password>'",
+                              challenge=BASIC_CHALLENGE) from None
+    if not sep or not username or len(username) > 128 or len(password) > 1024:
+        raise Unauthenticated(_WRONG_LOGIN, challenge=BASIC_CHALLENGE)
+    return username, password
 
 
 _TOKEN_SYNTAX = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -293,6 +434,8 @@ class AdminApi:
         self.provider_ops = provider_ops
         # Password hashing is deliberately slow: off the reactor thread when there is one.
         self._threads = clock if IReactorThreads.providedBy(clock) else None
+        # Failed /me sign-ins per username.
+        self.throttle = LoginThrottle(clock)
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -319,20 +462,27 @@ class AdminApi:
             cls.route.routes, title="pcnet admin API", version=API_VERSION,
             server_url=API_PREFIX,
             description="Administer pcnet: users, groups, accounts and ledgers, printers, "
-                        "quotas, the job log and API tokens. Send `Authorization: Bearer <token>`. "
+                        "quotas, the job log and API tokens. Send `Authorization: Bearer <token>`; "
+                        "the /me routes instead take a user's username and password (HTTP Basic) "
+                        "and act for that user only. "
                         "Money is a string with up to 4 decimal places, times are ISO-8601 UTC. "
                         "Every error is `{\"error\": {\"code\", \"message\"}}`.")
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), tz=timezone.utc)
 
-    async def _hash(self, secret: str) -> str:
+    async def _slow(self, function, *args):
         if self._threads is not None:
             return await deferToThreadPool(self._threads, self._threads.getThreadPool(),
-                                           hash_secret, secret)
-        return hash_secret(secret)
+                                           function, *args)
+        return function(*args)
 
-    async def _authenticate(self, request):
+    async def _hash(self, secret: str) -> str:
+        return await self._slow(hash_secret, secret)
+
+    async def _authenticate(self, request, scheme: str = "bearer"):
+        if scheme == "basic":
+            return await self._authenticate_user(request)
         header = request.getHeader(b"authorization")
         if header is None:
             raise Unauthenticated("Authorization: send the header 'Authorization: Bearer <token>'")
@@ -354,6 +504,35 @@ class AdminApi:
                 raise Forbidden(f"the token's user {user.username} is disabled or not an administrator")
         return record
 
+    async def _authenticate_user(self, request):
+        """The enabled user whose username and password came with HTTP Basic (the /me routes).
+        Unknown user, no password, wrong password and disabled user all get the same 401."""
+        header = request.getHeader(b"authorization")
+        if header is None:
+            raise Unauthenticated("Authorization: send your username and password with HTTP Basic "
+                                  "authentication", challenge=BASIC_CHALLENGE)
+        username, password = _basic_credentials(header.decode("latin-1"))
+        key = self.throttle.begin(username)
+        try:
+            try:
+                user = await self.store.get_user_by_name(username)
+            except NotFound:
+                user = None
+            known = user is not None and bool(user.password_hash)
+            matches = await self._slow(verify_secret, password,
+                                       user.password_hash if known else _NO_USER_HASH)
+        except BaseException:
+            self.throttle.abandoned(key)
+            raise
+        if not (known and matches) or user.disabled:
+            if self.throttle.failed(key):
+                self.log.warn("admin API: sign-ins as {username!r} refused for {seconds:.0f} s after "
+                              "{limit} failures", username=username, seconds=self.throttle.lockout,
+                              limit=self.throttle.limit)
+            raise Unauthenticated(_WRONG_LOGIN, challenge=BASIC_CHALLENGE)
+        self.throttle.succeeded(key)
+        return user
+
     @app.handle_errors(Exception)
     def _on_error(self, request, failure):
         error = failure.value
@@ -363,6 +542,8 @@ class AdminApi:
             status, body = error.http_status, error.to_json()
             if isinstance(error, Unauthenticated):
                 request.setHeader(b"www-authenticate", error.challenge.encode())
+            elif isinstance(error, TooManyAttempts):
+                request.setHeader(b"retry-after", str(error.retry_after).encode())
         elif isinstance(error, RouteNotFound):
             status, body = 404, {"code": "not_found", "message": f"no such route: {_path(request)}"}
         elif isinstance(error, MethodNotAllowed):
@@ -964,6 +1145,69 @@ class AdminApi:
         reason = (call.body or {}).get("reason") or "cancelled by an administrator"
         await self._provider_ops().cancel(uuid, reason=reason)
         return S.job_json(await self.store.get_job(uuid))
+
+    # --- the signed-in user: their record, balance and own held jobs (HTTP Basic) --------------
+
+    @route("GET", "/me", summary="Who you are and your balance", tag="me", scheme="basic",
+           response=S.ME, errors=(),
+           description="Your user record (never password or PIN hashes) and the balance of your "
+                       "personal account. Sign in with your username and password (HTTP Basic).")
+    async def me(self, call):
+        account = None
+        if call.user.personal_account_id is not None:
+            account = await self.store.get_account(call.user.personal_account_id)
+        return S.me_json(call.user, account)
+
+    async def _my_job(self, call):
+        """The caller's job named in the path; another user's job is 'does not exist' too."""
+        uuid = call.params["job"]
+        try:
+            job = await self.store.get_job(uuid)
+        except NotFound:
+            job = None
+        if job is None or job.user_id is None or job.user_id != call.user.id:
+            raise NotFound(f"job {uuid} does not exist")
+        return job
+
+    @route("GET", "/me/held-jobs", summary="Your jobs held for release, newest first", tag="me",
+           scheme="basic", query={**PAGING, "printer": PRINTER_REF}, response=S.JOB_PAGE,
+           errors=(400, 404),
+           description="Only your own jobs, on printers with a hold or Find-Me hold mode; `printer` "
+                       "narrows the list to the queue they are held on.")
+    async def my_held_jobs(self, call):
+        q = call.query
+        filters = {"user_id": call.user.id}
+        if "printer" in q:
+            filters["printer_id"] = (await self._printer(q["printer"])).id
+        jobs, total = await self.store.list_jobs(offset=q["offset"], limit=q["limit"],
+                                                 status=JobStatus.HELD, **filters)
+        return S.page_json(jobs, total, q["offset"], q["limit"], S.job_json)
+
+    @route("POST", "/me/held-jobs/<job>/release", summary="Release one of your held jobs", tag="me",
+           scheme="basic", params={"job": Uuid()}, body=HELD_RELEASE, response=S.JOB,
+           errors=(400, 404, 409, 503),
+           description="As `POST /held-jobs/{job}/release`, for your own jobs only (another user's "
+                       "job is 404). The job log records that you released it.")
+    async def release_my_held_job(self, call):
+        job = await self._my_job(call)
+        printer_id = None
+        if (call.body or {}).get("printer") is not None:
+            printer_id = (await self._printer(call.body["printer"])).id
+        await self._provider_ops().release(job.uuid, printer_id=printer_id, by=call.user.username)
+        return S.job_json(await self.store.get_job(job.uuid))
+
+    @route("POST", "/me/held-jobs/<job>/cancel", summary="Cancel one of your held jobs", tag="me",
+           scheme="basic", params={"job": Uuid()}, body=MY_CANCEL, response=S.JOB,
+           errors=(400, 404, 409),
+           description="As `POST /held-jobs/{job}/cancel`, for your own jobs only (another user's "
+                       "job is 404). The job log records `cancelled by <you>` and your `reason`.")
+    async def cancel_my_held_job(self, call):
+        job = await self._my_job(call)
+        reason = f"cancelled by {call.user.username}"
+        if (call.body or {}).get("reason"):
+            reason += f": {call.body['reason']}"
+        await self._provider_ops().cancel(job.uuid, reason=reason)
+        return S.job_json(await self.store.get_job(job.uuid))
 
 
 class _Utf8Guard(Resource):
