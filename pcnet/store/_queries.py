@@ -76,6 +76,15 @@ async def _cards_of(txn, user_ids) -> dict[int, list[str]]:
     return cards
 
 
+async def _one(txn, sql, params, missing: str):
+    """The single row a query must find, or NotFound with the message `missing`."""
+    await txn.execute(sql, params)
+    row = txn.fetchone()
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
 async def _users_from_rows(txn, rows):
     cards = await _cards_of(txn, [r[0] for r in rows])
     return [user_from_row(r, cards[r[0]]) for r in rows]
@@ -221,18 +230,14 @@ async def create_group(txn, now, name, description):
 
 
 async def get_group(txn, group_id):
-    await txn.execute(f"SELECT {GROUP_COLUMNS} FROM groups WHERE id = %s", (group_id,))
-    row = txn.fetchone()
-    if row is None:
-        raise NotFound(f"group {group_id} does not exist")
+    row = await _one(txn, f"SELECT {GROUP_COLUMNS} FROM groups WHERE id = %s", (group_id,),
+                     f"group {group_id} does not exist")
     return group_from_row(row)
 
 
 async def get_group_by_name(txn, name):
-    await txn.execute(f"SELECT {GROUP_COLUMNS} FROM groups WHERE name = %s", (name,))
-    row = txn.fetchone()
-    if row is None:
-        raise NotFound(f"group {name!r} does not exist")
+    row = await _one(txn, f"SELECT {GROUP_COLUMNS} FROM groups WHERE name = %s", (name,),
+                     f"group {name!r} does not exist")
     return group_from_row(row)
 
 
@@ -315,10 +320,8 @@ async def create_shared_account(txn, now, name, fields, initial, initial_uuid):
 
 
 async def get_account(txn, account_id):
-    await txn.execute(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = %s", (account_id,))
-    row = txn.fetchone()
-    if row is None:
-        raise NotFound(f"account {account_id} does not exist")
+    row = await _one(txn, f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = %s", (account_id,),
+                     f"account {account_id} does not exist")
     return account_from_row(row)
 
 
@@ -539,18 +542,14 @@ async def create_printer(txn, now, name, columns):
 
 
 async def get_printer(txn, printer_id):
-    await txn.execute(f"SELECT {PRINTER_COLUMNS} FROM printers WHERE id = %s", (printer_id,))
-    row = txn.fetchone()
-    if row is None:
-        raise NotFound(f"printer {printer_id} does not exist")
+    row = await _one(txn, f"SELECT {PRINTER_COLUMNS} FROM printers WHERE id = %s", (printer_id,),
+                     f"printer {printer_id} does not exist")
     return printer_from_row(row)
 
 
 async def get_printer_by_name(txn, name):
-    await txn.execute(f"SELECT {PRINTER_COLUMNS} FROM printers WHERE name = %s", (name,))
-    row = txn.fetchone()
-    if row is None:
-        raise NotFound(f"printer {name!r} does not exist")
+    row = await _one(txn, f"SELECT {PRINTER_COLUMNS} FROM printers WHERE name = %s", (name,),
+                     f"printer {name!r} does not exist")
     return printer_from_row(row)
 
 
@@ -690,10 +689,8 @@ async def mark_job_printed(txn, now, uuid, printer_id, cost, reason, charge, gua
 
 
 async def get_job(txn, uuid):
-    await txn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE uuid = %s", (uuid,))
-    row = txn.fetchone()
-    if row is None:
-        raise NotFound(f"job {uuid} does not exist")
+    row = await _one(txn, f"SELECT {JOB_COLUMNS} FROM jobs WHERE uuid = %s", (uuid,),
+                     f"job {uuid} does not exist")
     return job_from_row(row)
 
 
@@ -736,10 +733,8 @@ async def create_quota(txn, group_id, amount, period, cap, next_due_at):
 
 
 async def get_quota(txn, quota_id):
-    await txn.execute(f"SELECT {QUOTA_COLUMNS} FROM quotas WHERE id = %s", (quota_id,))
-    row = txn.fetchone()
-    if row is None:
-        raise NotFound(f"quota {quota_id} does not exist")
+    row = await _one(txn, f"SELECT {QUOTA_COLUMNS} FROM quotas WHERE id = %s", (quota_id,),
+                     f"quota {quota_id} does not exist")
     return quota_from_row(row)
 
 
