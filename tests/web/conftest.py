@@ -1,5 +1,6 @@
 """Fixtures for the admin API tests: a real SQLite store in a temporary directory, the job
-service, an `AdminApi` with a controllable clock, an administrator's token and clients."""
+service, the Print Provider operations with a fake provider session, an `AdminApi` with a
+controllable clock, an administrator's token and clients."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 
+from twisted.internet import defer
+
 from pcnet.app.jobs import JobService
+from pcnet.app.provider_ops import ProviderOps
 from pcnet.domain.secrets import hash_token, new_token
 from pcnet.web.api import AdminApi
 from tests.support.db import open_test_store
@@ -57,9 +61,35 @@ def jobs(store, clock):
     return JobService(store, clock)
 
 
+class ProviderSession:
+    """A connected Print Provider "print01" that records what the server pushes to it and
+    answers every push, or fails with `fail_with`."""
+
+    def __init__(self):
+        self.role, self.node, self.connected = "provider", "print01", True
+        self.pushed = []
+        self.fail_with = None
+
+    def request(self, op, **fields):
+        self.pushed.append((op, fields))
+        if self.fail_with is not None:
+            return defer.fail(self.fail_with)
+        return defer.succeed({})
+
+
 @pytest.fixture
-def api(store, jobs, clock):
-    return AdminApi(store, jobs, clock)
+def session():
+    return ProviderSession()
+
+
+@pytest.fixture
+def ops(store, jobs, clock, session):
+    return ProviderOps(store, jobs, clock, sessions={("provider", "print01"): session})
+
+
+@pytest.fixture
+def api(store, jobs, clock, ops):
+    return AdminApi(store, jobs, clock, provider_ops=ops)
 
 
 @pytest_twisted.async_fixture

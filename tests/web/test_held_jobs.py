@@ -5,45 +5,14 @@ from __future__ import annotations
 
 import uuid as uuidlib
 
-import pytest
 from pytest_twisted import ensureDeferred
-from twisted.internet import defer
 
-from pcnet.app.provider_ops import ProviderOps
 from pcnet.net.line import Operations, RemoteError
 from pcnet.web.api import AdminApi
 
 from ._support import ApiClient
 
 COST = {"grey": "0.10", "colour": "0.50"}
-
-
-class ProviderSession:
-    def __init__(self):
-        self.role, self.node, self.connected = "provider", "print01", True
-        self.pushed = []
-        self.fail_with = None
-
-    def request(self, op, **fields):
-        self.pushed.append((op, fields))
-        if self.fail_with is not None:
-            return defer.fail(self.fail_with)
-        return defer.succeed({})
-
-
-@pytest.fixture
-def session():
-    return ProviderSession()
-
-
-@pytest.fixture
-def ops(store, jobs, clock, session):
-    return ProviderOps(store, jobs, clock, sessions={("provider", "print01"): session})
-
-
-@pytest.fixture
-def client(store, jobs, clock, ops, admin_token):
-    return ApiClient(AdminApi(store, jobs, clock, provider_ops=ops), admin_token)
 
 
 async def setup(client):

@@ -1,6 +1,6 @@
 """The /me routes: a user signs in with HTTP Basic (username and password) and sees, releases
 and cancels their own held jobs, never anyone else's. Failed sign-ins are throttled per
-username. The Print Provider holding the jobs is a fake session, as in test_held_jobs.py."""
+username. The Print Provider holding the jobs is a fake session (tests/web/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import uuid as uuidlib
 
 import pytest
 from pytest_twisted import ensureDeferred
-from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
-from pcnet.app.provider_ops import ProviderOps
 from pcnet.net.line import Operations
 from pcnet.web.api import AdminApi, LoginThrottle, TooManyAttempts
 
@@ -21,37 +19,6 @@ from ._support import ApiClient
 
 COST = {"grey": "0.10", "colour": "0.50"}
 PASSWORDS = {"ann": "ann's secret", "bob": "bob-pässword"}
-
-
-class ProviderSession:
-    def __init__(self):
-        self.role, self.node, self.connected = "provider", "print01", True
-        self.pushed = []
-
-    def request(self, op, **fields):
-        self.pushed.append((op, fields))
-        return defer.succeed({})
-
-
-@pytest.fixture
-def session():
-    return ProviderSession()
-
-
-@pytest.fixture
-def ops(store, jobs, clock, session):
-    return ProviderOps(store, jobs, clock, sessions={("provider", "print01"): session})
-
-
-@pytest.fixture
-def api(store, jobs, clock, ops):
-    return AdminApi(store, jobs, clock, provider_ops=ops)
-
-
-@pytest.fixture
-def client(api, admin_token):
-    """The administrator (bearer token)."""
-    return ApiClient(api, admin_token)
 
 
 @pytest.fixture
