@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid as uuidlib
 from decimal import Decimal
 
-import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 from zope.interface.verify import verifyObject
@@ -17,22 +16,8 @@ from pcnet.domain.model import CostModel, Filters, HoldMode, JobStatus
 from pcnet.interfaces import INodeRegistry
 from pcnet.net.line import Operations
 from pcnet.net.registry import NodeStatus
-from tests.support.db import ENGINES, open_test_store, skip_unless_postgres_enabled
 
 D = Decimal
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request):
-    if request.param == "postgres":
-        skip_unless_postgres_enabled()
-    return request.param
-
-
-@pytest_twisted.async_yield_fixture
-async def store(engine, tmp_path):
-    async with open_test_store(engine, tmp_path) as s:
-        yield s
 
 
 class Session:

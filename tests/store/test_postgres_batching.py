@@ -12,23 +12,14 @@ from twisted.internet import defer, reactor
 from pcnet.domain.model import JobStatus
 from pcnet.errors import InsufficientFunds, NotFound
 from pcnet.store import _postgres, open_store
-from tests.support.db import database_url
 
 from .helpers import D, charge_for, job, ledger_sum
 
 
 @pytest.fixture
-def pg_url(tmp_path):
-    with database_url("postgres", tmp_path) as url:
-        yield url
-
-
-@pytest_twisted.async_yield_fixture
-async def store(pg_url):
-    s = open_store(pg_url, reactor=reactor)
-    await s.start()
-    yield s
-    await s.stop()
+def engine():
+    """These tests are about the PostgreSQL engine only (the `store` fixture of tests/conftest.py)."""
+    return "postgres"
 
 
 def _stats(store):
@@ -208,13 +199,13 @@ async def test_repeats_across_batches_return_what_was_stored(store):
 
 
 @pytest_twisted.ensureDeferred
-async def test_concurrent_batches_with_twins_from_two_servers(pg_url):
+async def test_concurrent_batches_with_twins_from_two_servers(db_url):
     """Two servers (two stores on one database) send batches at once: over the same accounts in
     different orders (no deadlock: no job had to be retried alone), then twins of the same jobs
     racing across batches and servers (each job charged once, every caller gets the stored
     row)."""
-    a = open_store(pg_url, reactor=reactor, pool_size=4)
-    b = open_store(pg_url, reactor=reactor, pool_size=4)
+    a = open_store(db_url, reactor=reactor, pool_size=4)
+    b = open_store(db_url, reactor=reactor, pool_size=4)
     await a.start()
     await b.start()
     try:
@@ -320,8 +311,8 @@ async def test_a_batch_that_fails_as_a_whole_answers_each_caller_alone(store):
 
 
 @pytest_twisted.ensureDeferred
-async def test_stop_waits_for_the_calls_waiting_for_a_batch(pg_url):
-    s = open_store(pg_url, reactor=reactor)
+async def test_stop_waits_for_the_calls_waiting_for_a_batch(db_url):
+    s = open_store(db_url, reactor=reactor)
     await s.start()
     user = await s.create_user("late", initial_balance=D(100))
     printer = await s.create_printer("P")
@@ -331,7 +322,7 @@ async def test_stop_waits_for_the_calls_waiting_for_a_batch(pg_url):
     await s.stop()
     results = await defer.gatherResults(pending)
     assert [r[0].uuid for r in results] == [j.uuid for j in jobs]
-    s = open_store(pg_url, reactor=reactor)
+    s = open_store(db_url, reactor=reactor)
     await s.start()
     try:
         assert await _check_ledger(s, user.personal_account_id) == D(0)
@@ -353,7 +344,7 @@ def test_item_keys_match_the_function_arguments():
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_twin_committed_by_another_server_meanwhile_is_found_not_refused(store, pg_url):
+async def test_a_twin_committed_by_another_server_meanwhile_is_found_not_refused(store, db_url):
     """Another server writes a job (and takes the last of the money) while a batch carrying a
     twin of it waits for the row lock: the twin fails in its subtransaction on the unique
     index, runs again alone and gets the stored job and charge; the rest of its batch commits."""
@@ -367,7 +358,7 @@ async def test_a_twin_committed_by_another_server_meanwhile_is_found_not_refused
     printer = await store.create_printer("P")
     twin = job(user, printer, cost="1")
     others = [job(rich, printer, cost="1") for _ in range(5)]
-    other_server = psycopg2.connect(pg_url)
+    other_server = psycopg2.connect(db_url)
     try:
         cur = other_server.cursor()
         cur.execute(_postgres._RECORD_JOB,
