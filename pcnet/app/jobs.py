@@ -10,6 +10,7 @@ emptied the account between the read and the write, the job is denied then.
 from __future__ import annotations
 
 import uuid as uuidlib
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from twisted.internet.defer import Deferred
@@ -102,7 +103,7 @@ class JobDirectory:
             return
         seen, account = cached
         if txn.id > seen:
-            self._accounts[txn.account_id] = (txn.id, _with_balance(account, txn.balance_after))
+            self._accounts[txn.account_id] = (txn.id, replace(account, balance=txn.balance_after))
 
     def forget_printer(self, printer_id: int | None = None) -> None:
         self._printers.pop(printer_id, None) if printer_id is not None else self._printers.clear()
@@ -117,12 +118,6 @@ class JobDirectory:
         self._printers.clear()
         self._users.clear()
         self._accounts.clear()
-
-
-def _with_balance(account: Account, balance) -> Account:
-    from dataclasses import replace
-
-    return replace(account, balance=balance)
 
 
 class JobService:
@@ -168,7 +163,7 @@ class JobService:
         except InsufficientFunds as e:
             decision = Decision(JobAction.DENY, decision.cost,
                                 f"{DenyReason.INSUFFICIENT_FUNDS}: {e.message}", decision.account_id)
-            job = _replace_job(job, status=JobStatus.DENIED, reason=decision.reason)
+            job = replace(job, status=JobStatus.DENIED, reason=decision.reason)
             stored, txn = await self.store.record_job(job, None)
             self.directory.forget_account(decision.account_id)
         if txn is not None:
@@ -209,12 +204,6 @@ class JobService:
             account_id=job.account_id, amount=-job.cost, kind=TransactionKind.CHARGE,
             reference=job.uuid, comment=f"{job.document_name or 'job'} ({job.total_pages} pages)"[:200],
             origin=origin, created_at=now)
-
-
-def _replace_job(job: JobRecord, **changes) -> JobRecord:
-    from dataclasses import replace
-
-    return replace(job, **changes)
 
 
 def _action_for_status(status: JobStatus) -> JobAction:

@@ -40,6 +40,7 @@ from pcnet.errors import (
 )
 from pcnet.store import _migrations, _queries
 from pcnet.store._convert import job_from_row, transaction_from_row
+from pcnet.store._records import CursorTxn
 
 #: Advisory lock of the change feed (see the migration): writers shared, readers exclusive.
 FEED_LOCK = 482131539316
@@ -90,30 +91,17 @@ def _password(dsn: str) -> str | None:
         return None
 
 
-class PgTxn:
+class PgTxn(CursorTxn):
     """What an interaction gets on PostgreSQL: each `execute` is a Deferred round trip."""
 
     engine = "postgres"
     for_update = " FOR UPDATE"
     ledger_function = True   # the ledger steps run in the database (pcnet_apply_entry)
 
-    __slots__ = ("_cursor",)
-
-    def __init__(self, cursor):
-        self._cursor = cursor
+    __slots__ = ()
 
     def execute(self, sql: str, params=None):
         return self._cursor.execute(sql, params)
-
-    def fetchone(self):
-        return self._cursor.fetchone()
-
-    def fetchall(self):
-        return self._cursor.fetchall()
-
-    @property
-    def rowcount(self) -> int:
-        return self._cursor.rowcount
 
     async def lock_change_feed(self) -> None:
         # Wait for every transaction that stamped a change sequence number and is still

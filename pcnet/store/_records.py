@@ -1,5 +1,5 @@
-"""Records the store returns beyond those of `pcnet.domain.model`: nodes, the change feed and
-printer name history.
+"""Records the store returns beyond those of `pcnet.domain.model` (nodes, the change feed and
+printer name history), and the transaction handle both engines build on.
 
 They live here until the domain model needs them; they are re-exported by `pcnet.store`.
 """
@@ -61,3 +61,24 @@ class PrinterName:
     name: str
     since: datetime
     until: datetime | None = None
+
+
+class CursorTxn:
+    """The part of a transaction handle both engines share: reading what the last statement
+    returned. Each engine adds `execute` (a coroutine or a Deferred), its SQL dialect flags
+    and `lock_change_feed`."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor):
+        self._cursor = cursor
+
+    def fetchone(self):
+        return self._cursor.fetchone()
+
+    def fetchall(self):
+        return self._cursor.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount

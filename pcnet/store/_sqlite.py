@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 
 from pcnet.errors import Conflict, NotFound, PcnetError, StoreUnavailable
 from pcnet.store import _migrations, _queries
+from pcnet.store._records import CursorTxn
 
 #: Most interactions committed by one COMMIT. Bounds the latency a long queue adds.
 MAX_BATCH = 256
@@ -42,30 +43,20 @@ def qmark(sql: str) -> str:
     return re.sub(r"%([s%])", lambda m: "?" if m.group(1) == "s" else "%", sql)
 
 
-class SqliteTxn:
+class SqliteTxn(CursorTxn):
     """What an interaction gets on SQLite: statements run synchronously on the writer thread."""
 
     engine = "sqlite"
     for_update = ""          # one writer: every row read in a transaction is already stable
     ledger_function = False  # the ledger steps run in Python (pcnet.store._queries.apply_entry)
 
-    __slots__ = ("_cursor",)
+    __slots__ = ()
 
     def __init__(self, connection: sqlite3.Connection):
-        self._cursor = connection.cursor()
+        super().__init__(connection.cursor())
 
     async def execute(self, sql: str, params=()) -> None:
         self._cursor.execute(qmark(sql), params or ())
-
-    def fetchone(self):
-        return self._cursor.fetchone()
-
-    def fetchall(self):
-        return self._cursor.fetchall()
-
-    @property
-    def rowcount(self) -> int:
-        return self._cursor.rowcount
 
     async def lock_change_feed(self) -> None:
         """Nothing to wait for: with one writer, sequence order is commit order."""
