@@ -16,11 +16,13 @@ from pathlib import Path
 from twisted.internet import defer, task
 
 from pcnet import config as configlib
+from pcnet._files import private_directory, write_durably
 from pcnet.domain.decision import valid_pattern
 from pcnet.domain.model import CostModel, FailureMode, Filters, HoldMode
 from pcnet.domain.secrets import hash_secret, hash_token, new_token
 from pcnet.errors import ConfigError, InvalidInput, NotFound, PcnetError
 from pcnet.money import parse_money
+from pcnet.store import password_of, redact_url
 
 TRUE = {"1", "true", "yes", "y", "on"}
 FALSE = {"0", "false", "no", "n", "off", ""}
@@ -70,7 +72,7 @@ async def init(reactor, args) -> int:
             print(f"pcnet: {data_dir} is already initialised; nothing to do")
             return 0
         raise ConfigError(f"{config_path}: already exists; remove it or use another --data-dir")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(data_dir)
     overrides = {"server": {"data_dir": "."}}
     if args.database:
         overrides["database"] = {"url": args.database}
@@ -93,15 +95,20 @@ async def init(reactor, args) -> int:
         await store.create_api_token(f"{args.admin} (created by pcnet init)", hash_token(token), user_id=user.id)
     finally:
         await store.stop()
-    config_path.write_text(text, encoding="utf-8")
+    # 0600: the file may hold the database password.
+    write_durably(config_path, text.encode("utf-8"), 0o600)
     print(f"pcnet: initialised {data_dir}")
     print(f"  configuration:  {config_path}")
-    print(f"  database:       {cfg.database_url}")
+    print(f"  database:       {redact_url(cfg.database_url)}")
     print(f"  CA certificate: {tls_dir / 'ca.pem'} (valid for {', '.join(hosts)})")
     print(f"  administrator:  {args.admin}")
     print(f"  password:       {password}")
     print(f"  API token:      {token}")
     print("  (the password and token are shown only now: keep them)")
+    if password_of(cfg.database_url):
+        print(f"  note: the database password is stored in {config_path} (mode 0600); to keep it"
+              " out of the file, remove it from [database] url and give it in PGPASSWORD or a"
+              " PGPASSFILE (see docs/security.md)")
     return 0
 
 
@@ -116,6 +123,11 @@ def _bool(value: str, field: str) -> bool:
 
 def _list(value: str) -> list[str]:
     return [part for part in value.replace(";", " ").replace(",", " ").split() if part]
+
+
+#: Columns holding amounts: read exactly as written (an amount is strictly `-?digits[.dddd]`,
+#: docs/api.md), where other cells lose their surrounding spaces.
+MONEY_COLUMNS = frozenset({"initial_balance", "overdraft", "grey", "colour", "duplex_discount"})
 
 
 def _read_csv(path: str, known: set[str], required: set[str]):
@@ -133,7 +145,8 @@ def _read_csv(path: str, known: set[str], required: set[str]):
             raise InvalidInput(f"{path}: missing column(s) {', '.join(sorted(required - header))}")
         try:
             for row in reader:
-                yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None}
+                yield reader.line_num, {k: (v or "") if k in MONEY_COLUMNS else (v or "").strip()
+                                        for k, v in row.items() if k is not None}
         except (csv.Error, UnicodeDecodeError) as e:
             raise InvalidInput(f"{path} line {reader.line_num}: {e}") from None
 
@@ -273,4 +286,3 @@ async def create_token(reactor, args) -> int:
         await store.stop()
     print(token)
     return 0
-
