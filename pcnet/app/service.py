@@ -101,7 +101,8 @@ class ApplicationServer(MultiService):
         from pcnet.web.api import AdminApi
 
         root = Resource()
-        AdminApi(self.store, self.jobs, self.reactor, provider_ops=self.provider_ops).mount(root)
+        AdminApi(self.store, self.jobs, self.reactor, provider_ops=self.provider_ops,
+                 nodes=self.node_registry).mount(root)
         return root
 
     def line_factory(self) -> LineServerFactory:
@@ -113,6 +114,8 @@ class ApplicationServer(MultiService):
                                     config=line_config, server_name=self.cfg["server"]["name"])
         # Pushes to providers (release, cancel) go through the sessions of this factory.
         self.provider_ops.attach(factory)
+        # Deleting or rejecting a node closes its connection.
+        self.node_registry.attach(factory)
         return factory
 
     def startService(self):

@@ -780,7 +780,7 @@ class ProviderService(MultiService):
                                  missed_beats=s.missed_beats, pending_retry=s.pending_retry)
         self.factory = LineClientFactory(role="provider", node=s.node, credential=credential,
                                          clock=reactor, ops=self.provider.operations(),
-                                         config=line_config)
+                                         config=line_config, enrolment_code=s.enrolment_code)
         try:
             tcp = endpoints.clientFromString(reactor, s.server_endpoint)
         except (ValueError, TypeError) as e:
