@@ -119,9 +119,10 @@ def judge_hello(role: str, credential_hash: str, code_hash: str | None, *,
     invitation (or None) and whether the hello comes from an auto-approve network.
 
     1. The known node's own credential and role: its stored status (a pending node from an
-       auto-approve network is approved). A code sent along is ignored (a node may keep a spent
-       code in its configuration), unless the node was rejected: a new invitation is how an
-       administrator lets it enrol again.
+       auto-approve network is approved). A spent or invalid code sent along is ignored (a node
+       may keep a spent code in its configuration); a valid one is spent. If the node was
+       rejected, a valid code re-enrols it (2.): a new invitation is how an administrator lets
+       it in again.
     2. Otherwise a code that matches the name's invitation, its role, and has not expired:
        the node is (re-)enrolled with this credential, approved or pending as the invitation
        says (approved from an auto-approve network), and the code is spent.
@@ -131,9 +132,14 @@ def judge_hello(role: str, credential_hash: str, code_hash: str | None, *,
     """
     own = node is not None and node.role == role and _same(node.credential_hash, credential_hash)
     if own and not (node.status == REJECTED and code_hash is not None):
+        # A valid code the node itself presents is spent too, so that it cannot serve anyone
+        # else later (an administrator re-invited the name, and the node kept its credential).
+        spend = (code_hash is not None and invitation is not None and invitation.role == role
+                 and _same(invitation.code_hash, code_hash) and invitation.expires_at > now)
         if node.status == PENDING and auto_approve:
-            return Verdict(APPROVED, "approved: connects from an auto-approve network", approve=True)
-        return Verdict(node.status, f"known node, {node.status}")
+            return Verdict(APPROVED, "approved: connects from an auto-approve network", approve=True,
+                           spend_invitation=spend)
+        return Verdict(node.status, f"known node, {node.status}", spend_invitation=spend)
     if code_hash is not None:
         if invitation is None or not _same(invitation.code_hash, code_hash):
             return Verdict(REJECTED, "refused: the enrolment code is not valid for this name")

@@ -84,6 +84,15 @@ def test_a_new_invitation_re_enrols_a_known_name_with_a_new_credential():
     assert reg.check_now("provider", "p1", "old", WAN) is NodeStatus.REJECTED
 
 
+def test_a_code_the_known_node_presents_itself_is_spent_and_serves_nobody_later():
+    reg = MemoryNodeRegistry()
+    reg.add("provider", "p1", "cred")
+    code = reg.invite("provider", "p1")
+    assert reg.check_now("provider", "p1", "cred", WAN, code) is NodeStatus.APPROVED
+    assert reg.check_now("provider", "p1", "thief", WAN, code) is NodeStatus.REJECTED
+    assert reg.check_now("provider", "p1", "cred", WAN) is NodeStatus.APPROVED
+
+
 def test_rejected_node_stays_rejected_even_from_an_auto_approved_network():
     reg = MemoryNodeRegistry(auto_approve_networks=["10.0.0.0/8"])
     reg.add("provider", "p1", "cred", NodeStatus.REJECTED)

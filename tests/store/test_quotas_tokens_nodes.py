@@ -121,6 +121,11 @@ async def test_an_invitation_enrols_once_and_pins_the_credential(store):
     assert (await store.get_node("print01")).address == "10.0.0.5"
     assert await _status(store, "provider", "print01", "digest-1", "10.0.0.6", code_hash="code-1") == "approved"
     assert (await store.get_node("print01")).address == "10.0.0.6"
+    # A new code presented by the node itself (it kept its credential) is spent all the same.
+    await store.create_node_invitation("print01", "provider", "code-2", FUTURE, approve=True)
+    verdict = await store.node_hello("provider", "print01", "digest-1", code_hash="code-2")
+    assert verdict.status == "approved" and verdict.spend_invitation and not verdict.pin
+    assert await store.list_node_invitations() == []
 
     rejected = await store.set_node_status("print01", "rejected")
     assert rejected.status == "rejected" and rejected.approved_at == node.approved_at
