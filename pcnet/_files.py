@@ -1,4 +1,5 @@
-"""Writing files that must survive a crash whole: keys, credentials, journal entries.
+"""Writing files that must survive a crash whole: keys, credentials, journal entries; and
+directories only their owner may enter.
 
 A file is written in full under a temporary name, fsync'ed, given its final mode (the umask
 may have masked bits off at creation), renamed into place and its directory fsync'ed: after a
@@ -19,6 +20,25 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def private_directory(path: Path) -> Path:
+    """Make `path` (and missing parents) a directory; one this call creates is mode 0700.
+
+    An existing directory keeps its mode: an administrator may have chosen it (a group that
+    reads the logs), and pcnet's secret files in it are 0600 anyway.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            if not path.is_dir():
+                raise
+        else:
+            os.chmod(path, 0o700)  # mkdir's mode is masked by the umask
+    return path
 
 
 def write_durably(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -1,5 +1,5 @@
 """What the `pcnet` console command does: initialise a data directory, import users and
-printers from CSV, create API tokens.
+printers from CSV, create API tokens, enrol and approve nodes.
 
 Each command is a coroutine run once on a reactor by `run`. Secrets made here (the first
 administrator's password, API tokens) are printed once to stdout and stored only as hashes.
@@ -8,19 +8,24 @@ administrator's password, API tokens) are printed once to stdout and stored only
 from __future__ import annotations
 
 import csv
+import re
 import socket
 import sys
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from twisted.internet import defer, task
 
 from pcnet import config as configlib
+from pcnet._files import private_directory, write_durably
 from pcnet.domain.decision import valid_pattern
+from pcnet.domain.enrolment import DEFAULT_CODE_HOURS, MAX_CODE_HOURS, NODE_NAME_HINT, NODE_NAME_PATTERN
 from pcnet.domain.model import CostModel, FailureMode, Filters, HoldMode
 from pcnet.domain.secrets import hash_secret, hash_token, new_token
 from pcnet.errors import ConfigError, InvalidInput, NotFound, PcnetError
 from pcnet.money import parse_money
+from pcnet.store import password_of, redact_url
 
 TRUE = {"1", "true", "yes", "y", "on"}
 FALSE = {"0", "false", "no", "n", "off", ""}
@@ -70,7 +75,7 @@ async def init(reactor, args) -> int:
             print(f"pcnet: {data_dir} is already initialised; nothing to do")
             return 0
         raise ConfigError(f"{config_path}: already exists; remove it or use another --data-dir")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(data_dir)
     overrides = {"server": {"data_dir": "."}}
     if args.database:
         overrides["database"] = {"url": args.database}
@@ -93,15 +98,20 @@ async def init(reactor, args) -> int:
         await store.create_api_token(f"{args.admin} (created by pcnet init)", hash_token(token), user_id=user.id)
     finally:
         await store.stop()
-    config_path.write_text(text, encoding="utf-8")
+    # 0600: the file may hold the database password.
+    write_durably(config_path, text.encode("utf-8"), 0o600)
     print(f"pcnet: initialised {data_dir}")
     print(f"  configuration:  {config_path}")
-    print(f"  database:       {cfg.database_url}")
+    print(f"  database:       {redact_url(cfg.database_url)}")
     print(f"  CA certificate: {tls_dir / 'ca.pem'} (valid for {', '.join(hosts)})")
     print(f"  administrator:  {args.admin}")
     print(f"  password:       {password}")
     print(f"  API token:      {token}")
     print("  (the password and token are shown only now: keep them)")
+    if password_of(cfg.database_url):
+        print(f"  note: the database password is stored in {config_path} (mode 0600); to keep it"
+              " out of the file, remove it from [database] url and give it in PGPASSWORD or a"
+              " PGPASSFILE (see docs/security.md)")
     return 0
 
 
@@ -116,6 +126,11 @@ def _bool(value: str, field: str) -> bool:
 
 def _list(value: str) -> list[str]:
     return [part for part in value.replace(";", " ").replace(",", " ").split() if part]
+
+
+#: Columns holding amounts: read exactly as written (an amount is strictly `-?digits[.dddd]`,
+#: docs/api.md), where other cells lose their surrounding spaces.
+MONEY_COLUMNS = frozenset({"initial_balance", "overdraft", "grey", "colour", "duplex_discount"})
 
 
 def _read_csv(path: str, known: set[str], required: set[str]):
@@ -133,7 +148,8 @@ def _read_csv(path: str, known: set[str], required: set[str]):
             raise InvalidInput(f"{path}: missing column(s) {', '.join(sorted(required - header))}")
         try:
             for row in reader:
-                yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if k is not None}
+                yield reader.line_num, {k: (v or "") if k in MONEY_COLUMNS else (v or "").strip()
+                                        for k, v in row.items() if k is not None}
         except (csv.Error, UnicodeDecodeError) as e:
             raise InvalidInput(f"{path} line {reader.line_num}: {e}") from None
 
@@ -274,3 +290,76 @@ async def create_token(reactor, args) -> int:
     print(token)
     return 0
 
+
+
+async def nodes_command(reactor, args) -> int:
+    """`pcnet nodes list|invite|approve|reject|delete`: what the admin API's node routes do,
+    from the server's shell. A node rejected or deleted here is refused at its next hello (the
+    running server closes a live connection only when told through the API)."""
+    from pcnet.app.provider_ops import StoreNodeRegistry
+    from pcnet.net.registry import NodeStatus
+
+    verb = args.nodes_command
+    if verb == "invite":
+        _check_invitation(args)
+    cfg = configlib.load(args.config)
+    store = await _open_started_store(reactor, cfg)
+    registry = StoreNodeRegistry(store, reactor)
+    try:
+        if verb == "list":
+            _print_nodes(await store.list_nodes(), await store.list_node_invitations(),
+                         _utc(reactor.seconds()))
+        elif verb == "invite":
+            code, invitation = await registry.invite(
+                args.name, args.role, hours=args.expires or DEFAULT_CODE_HOURS, approve=args.approve)
+            print(code)
+            then = "approved at once" if invitation.approve else "then waits for approval (pcnet nodes approve)"
+            sys.stderr.write(
+                f"pcnet: one-time enrolment code for {args.role} {args.name!r}, valid until "
+                f"{invitation.expires_at.isoformat(timespec='minutes')} (shown only now). Put it in the "
+                f"node's configuration ([server] enrolment_code); its first hello enrols it, {then}.\n")
+        elif verb in ("approve", "reject"):
+            status = NodeStatus.APPROVED if verb == "approve" else NodeStatus.REJECTED
+            node = await registry.set_status(args.name, status)
+            print(f"pcnet: {node.role} {node.name!r} is {node.status}")
+        elif verb == "delete":
+            await registry.delete(args.name)
+            print(f"pcnet: node {args.name!r} deleted; invite it again to let it enrol")
+    finally:
+        await store.stop()
+    return 0
+
+
+def _check_invitation(args) -> None:
+    if not re.fullmatch(NODE_NAME_PATTERN, args.name):
+        raise InvalidInput(f"node name {args.name!r}: {NODE_NAME_HINT}")
+    if args.expires is not None and not 1 <= args.expires <= MAX_CODE_HOURS:
+        raise InvalidInput(f"--expires: {args.expires} is out of range (1 to {MAX_CODE_HOURS} hours)")
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def _when(moment) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+def _print_nodes(nodes, invitations, now) -> None:
+    rows = [("NAME", "ROLE", "STATUS", "ADDRESS", "ENROLLED", "APPROVED")]
+    rows += [(n.name, n.role, n.status, n.address or "-", _when(n.created_at), _when(n.approved_at))
+             for n in nodes]
+    _table(rows)
+    if invitations:
+        print()
+        rows = [("INVITED", "ROLE", "ON ENROLMENT", "EXPIRES")]
+        rows += [(i.name, i.role, "approved" if i.approve else "pending",
+                  _when(i.expires_at) + (" (expired)" if i.expires_at <= now else ""))
+                 for i in invitations]
+        _table(rows)
+
+
+def _table(rows) -> None:
+    widths = [max(len(str(r[c])) for r in rows) for c in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())

@@ -4,6 +4,8 @@
     pcnet import-users --config F CSV  create or update users from CSV
     pcnet import-printers --config F CSV
     pcnet token create --config F NAME a new API token, printed once
+    pcnet nodes list|invite|approve|reject|delete --config F [NAME]
+                                       node enrolment (an invitation's code is printed once)
     pcnet analyse FILE...              spool file analysis, one JSON object per file
     pcnet cups install|wrap|unwrap|list
 
@@ -45,6 +47,24 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--user", default=None, help="the administrator the token acts as")
 
+    nodes = sub.add_parser("nodes", help="Print Providers, Site Servers, device gateways: enrol and approve")
+    nodes_sub = nodes.add_subparsers(dest="nodes_command", required=True)
+    listing = nodes_sub.add_parser("list", help="list nodes and outstanding invitations")
+    listing.add_argument("--config", required=True)
+    invite = nodes_sub.add_parser("invite", help="issue a one-time enrolment code for a node (printed once)")
+    invite.add_argument("--config", required=True)
+    invite.add_argument("name")
+    invite.add_argument("--role", choices=("provider", "site", "device"), default="provider")
+    invite.add_argument("--expires", type=int, default=None, metavar="HOURS",
+                        help="hours the code is valid (default 24)")
+    invite.add_argument("--approve", action=argparse.BooleanOptionalAction, default=None,
+                        help="whether enrolling approves the node at once (default: yes, except for a site)")
+    for verb, what in (("approve", "let a node in"), ("reject", "turn a node away"),
+                       ("delete", "forget a node and free its name")):
+        one = nodes_sub.add_parser(verb, help=what)
+        one.add_argument("--config", required=True)
+        one.add_argument("name")
+
     analyse = sub.add_parser("analyse", help="analyse spool files: pages, colour pages, duplex, size")
     analyse.add_argument("files", nargs="+")
 
@@ -74,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             return admin.run(admin.import_printers, args)
         if args.command == "token":
             return admin.run(admin.create_token, args)
+        if args.command == "nodes":
+            return admin.run(admin.nodes_command, args)
     except PcnetError as e:
         sys.stderr.write(f"pcnet: {e.message}\n")
         return 1

@@ -23,6 +23,24 @@ class Key:
     default: Any
     help: str
     check: Callable[[Any], str | None] | None = None  # returns an error message or None
+    # How an error message shows the value: None for as is; keys that may hold a secret (a
+    # database URL with a password, an enrolment code) give a function hiding it.
+    shown: Callable[[Any], str] | None = None
+
+    def show(self, value) -> str:
+        return repr(value) if self.shown is None else self.shown(value)
+
+
+def hidden(value) -> str:
+    """How a secret value appears in a message: not at all."""
+    return "(value not shown: it may be a secret)"
+
+
+def shown_database_url(value) -> str:
+    """A database URL in a message: without its password."""
+    from pcnet.store import redact_url
+
+    return repr(redact_url(value)) if isinstance(value, str) else hidden(value)
 
 
 def _positive(v):
@@ -64,7 +82,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "database": {
         "url": Key(str, "sqlite:///pcnet.db",
-                   "sqlite:///PATH (relative to data_dir) or postgresql://USER@HOST:PORT/DBNAME", _database_url),
+                   "sqlite:///PATH (relative to data_dir) or postgresql://USER@HOST:PORT/DBNAME"
+                   " (give the password in PGPASSWORD or a PGPASSFILE rather than here)",
+                   _database_url, shown=shown_database_url),
         "pool_size": Key(int, 16, "PostgreSQL connections kept open", _positive),
     },
     "tls": {
@@ -141,11 +161,11 @@ def parse(text: str, path: Path | None = None, schema=SCHEMA) -> Config:
             types = key.type if isinstance(key.type, tuple) else (key.type,)
             if isinstance(value, bool) and bool not in types or not isinstance(value, types):
                 expected = " or ".join(t.__name__ for t in types)
-                raise ConfigError(f"{where}: [{section}] {name}: expected {expected}, got {value!r}")
+                raise ConfigError(f"{where}: [{section}] {name}: expected {expected}, got {key.show(value)}")
             if key.check is not None:
                 problem = key.check(value)
                 if problem:
-                    raise ConfigError(f"{where}: [{section}] {name}: {value!r} {problem}")
+                    raise ConfigError(f"{where}: [{section}] {name}: {key.show(value)} {problem}")
             out[name] = value
     return Config(path, values)
 

@@ -210,12 +210,26 @@ class IStore(Interface):
         when it was used (`until` None for the current name)."""
 
     # --- pcnet/1 nodes (providers, site servers, device gateways) -------------------------
-    def register_node(role, name, credential_hash, address="", *, status="pending"):
-        """Record a node's hello, trust on first use; fires with its status string
-        ("pending", "approved" or "rejected"). A new name is stored with the digest of its
-        credential (str, or bytes stored as hex) and `status`; a known name presenting the same
-        role and digest gets its stored status (and its address is updated); any other claim
-        on a known name gets "rejected" and changes nothing."""
+    def node_hello(role, name, credential_hash, address="", *, code_hash=None, auto_approve=False):
+        """Judge a node's hello by `pcnet.domain.enrolment.judge_hello` and carry the verdict
+        out in one transaction; fires with the `Verdict` (its `status` is "approved",
+        "pending" or "rejected"). `credential_hash` is the digest of the credential presented
+        (str, or bytes stored as hex), `code_hash` that of the enrolment code if the hello
+        carried one; `auto_approve`: the hello comes from an auto-approve network. A valid code
+        records (or re-records) the node and is spent; an unknown name without one is rejected
+        and recorded nowhere; a refused hello changes nothing."""
+
+    def create_node_invitation(name, role, code_hash, expires_at, *, approve):
+        """Store an invitation to enrol `name` as `role`: the digest of its one-time code (never
+        the code), until when it is valid, and whether enrolling approves the node at once.
+        Replaces the name's earlier invitation; Conflict if the name is a node of another role.
+        Returns the `pcnet.domain.enrolment.NodeInvitation`."""
+
+    def list_node_invitations():
+        """list[NodeInvitation] ordered by name, the expired ones included."""
+
+    def delete_node_invitation(name):
+        """Withdraw a name's invitation (NotFound)."""
 
     def get_node(name):
         """pcnet.store.Node by name (NotFound)."""
@@ -226,6 +240,9 @@ class IStore(Interface):
     def set_node_status(name, status):
         """Approve, reject or suspend (pending) a node; approving stamps approved_at. Returns
         the Node (NotFound)."""
+
+    def delete_node(name):
+        """Forget a node, freeing its name for a new enrolment (NotFound)."""
 
     # --- change feed (for Site Server replicas) -------------------------------------------
     def changes_since(seq, limit=1000):
@@ -251,15 +268,17 @@ class INodeRegistry(Interface):
     config-driven auto-approval) and the store-backed one. See docs/protocol.md, "hello".
     """
 
-    def check(role, node, credential, peer):
+    def check(role, node, credential, peer, enrolment_code=None):
         """Return a Deferred firing with a `pcnet.net.registry.NodeStatus`.
 
         `role` is "provider", "site" or "device"; `node` the node's name; `credential` the
-        secret it presented (never log or store it in clear); `peer` the connection's
-        `IAddress` (an `IPv4Address`/`IPv6Address` for TCP). APPROVED lets the node in; PENDING
-        means "known or first seen, waiting for an administrator" (a first contact should be
-        recorded as pending with its credential); REJECTED turns it away (also for a wrong
-        credential). May fail; the node then gets an `internal` error and may retry.
+        secret it presented and `enrolment_code` the one-time code of its hello, if any (never
+        log or store either in clear); `peer` the connection's `IAddress` (an
+        `IPv4Address`/`IPv6Address` for TCP). APPROVED lets the node in; PENDING means "known,
+        waiting for an administrator"; REJECTED turns it away (also for a wrong credential or
+        code, and for an unknown name without a valid code, which must leave no record). The
+        rules are `pcnet.domain.enrolment.judge_hello`. May fail; the node then gets an
+        `internal` error and may retry.
         """
 
 

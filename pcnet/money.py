@@ -4,7 +4,8 @@ Never a float: parsing refuses floats, and amounts are quantised to the storage 
 what is stored is exactly what was computed.
 """
 
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+import re
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from pcnet.errors import InvalidInput
 
@@ -30,21 +31,32 @@ def quantize(amount: Decimal) -> Decimal:
     return amount.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
+#: The one written form of an amount pcnet accepts (docs/api.md; the OpenAPI pattern is this).
+MONEY_PATTERN = r"-?[0-9]{1,13}(\.[0-9]{1,4})?"
+_MONEY = re.compile(MONEY_PATTERN, re.ASCII)
+_TOO_PRECISE = re.compile(r"-?[0-9]{1,13}\.[0-9]{5,}", re.ASCII)
+
+
 def parse_money(value, field: str = "amount") -> Decimal:
     """Parse an amount from JSON/CSV/config input: a string or an int, never a float.
 
-    Floats are refused because a float in a request has already lost the exact value the
-    sender meant ("0.1" is not 0.1 as a float).
+    A string must be exactly `MONEY_PATTERN`: ASCII digits, an optional leading `-`, at most 4
+    decimal places; no spaces, `+`, `_`, exponents or other scripts' digits, which `Decimal`
+    would take but the documentation does not promise. Floats are refused because a float in
+    a request has already lost the exact value the sender meant ("0.1" is not 0.1 as a float).
     """
     if isinstance(value, bool) or isinstance(value, float):
         raise InvalidInput(f"{field}: give money as a string such as \"1.50\", not a number with a fraction")
     if isinstance(value, (int, Decimal)):
         amount = Decimal(value)
     elif isinstance(value, str):
-        try:
-            amount = Decimal(value.strip())
-        except InvalidOperation:
-            raise InvalidInput(f"{field}: {value!r} is not an amount") from None
+        if not _MONEY.fullmatch(value):
+            if _TOO_PRECISE.fullmatch(value):
+                raise InvalidInput(f"{field}: {value!r} has more than 4 decimal places")
+            shown = repr(value) if len(value) <= 40 else "the value"
+            raise InvalidInput(f"{field}: {shown} is not an amount such as \"1.50\" "
+                               "(digits, an optional leading -, up to 4 decimal places)")
+        amount = Decimal(value)
     else:
         raise InvalidInput(f"{field}: expected an amount such as \"1.50\"")
     if not amount.is_finite():
@@ -52,7 +64,7 @@ def parse_money(value, field: str = "amount") -> Decimal:
     # Far below what 64-bit minor units hold (9.2e14 currency units), so sums stay in range.
     if abs(amount) >= MAX_AMOUNT:
         raise InvalidInput(f"{field}: {value!r} is out of range")
-    return quantize(amount)
+    return quantize(abs(amount) if amount == 0 else amount)  # "-0" is 0.0000, not -0.0000
 
 
 def format_money(amount: Decimal) -> str:

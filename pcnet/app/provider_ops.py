@@ -35,7 +35,9 @@ from zope.interface import implementer
 
 from pcnet.app.jobs import JobService, describe, utcnow
 from pcnet.domain.cost import job_cost
+from pcnet.domain.enrolment import DEFAULT_CODE_HOURS, approves_by_default, new_enrolment_code
 from pcnet.domain.ledger import can_charge
+from pcnet.domain.secrets import hash_token
 from pcnet.domain.model import (
     FailureMode,
     HoldMode,
@@ -499,34 +501,87 @@ def _handler(method):
 
 @implementer(INodeRegistry)
 class StoreNodeRegistry:
-    """Node approval kept in the store, with the rules of `pcnet.net.registry.MemoryNodeRegistry`
-    (the store's `register_node` applies them in one transaction): a first contact is recorded
-    pending with the digest of its credential, or approved at once when it connects from an
-    auto-approve network; afterwards only that credential (and role) is accepted for that node
-    name; an administrator approves or rejects it (`set_node_status`, the admin API)."""
+    """Node enrolment and approval kept in the store, with the rules of
+    `pcnet.domain.enrolment.judge_hello` (applied by the store's `node_hello` in one
+    transaction): a node's first hello must carry the enrolment code an administrator issued for
+    its name (`invite`), unless it connects from an auto-approve network; the code pins the
+    credential it presented and is spent; afterwards only that credential (and role) is accepted
+    for that name. An unknown name without a valid code is rejected and recorded nowhere.
+
+    `attach(factory)` lets `disconnect` reach the nodes' live sessions, so that deleting or
+    rejecting a node (the admin API) also closes its connection.
+    """
 
     def __init__(self, store, clock, *, auto_approve_networks=()):
         self.store = store
         self.clock = clock
         self._networks = [ipaddress.ip_network(n, strict=False) for n in auto_approve_networks]
+        self._session_maps: list = []
 
-    def check(self, role, node, credential, peer):
-        return Deferred.fromCoroutine(self._check(role, node, credential, peer))
+    def check(self, role, node, credential, peer, enrolment_code=None):
+        return Deferred.fromCoroutine(self._check(role, node, credential, peer, enrolment_code))
 
     def _auto(self, ip) -> bool:
         return ip is not None and any(ip.version == n.version and ip in n for n in self._networks)
 
-    async def _check(self, role, node, credential, peer) -> NodeStatus:
+    async def _check(self, role, node, credential, peer, enrolment_code) -> NodeStatus:
         ip = peer_ip(peer)
-        auto = self._auto(ip)
-        first = NodeStatus.APPROVED if auto else NodeStatus.PENDING
-        status = NodeStatus(await self.store.register_node(
+        verdict = await self.store.node_hello(
             role, node, credential_digest(credential).hex(), str(ip) if ip is not None else "",
-            status=first.value))
-        if status is NodeStatus.PENDING and auto:
-            await self.store.set_node_status(node, NodeStatus.APPROVED.value)
-            status = NodeStatus.APPROVED
+            code_hash=None if enrolment_code is None else hash_token(enrolment_code),
+            auto_approve=self._auto(ip))
+        status = NodeStatus(verdict.status)
+        if verdict.pin or verdict.approve or status is NodeStatus.REJECTED:
+            # Enrolments and refusals are what an administrator looks for; plain reconnections
+            # are logged by the line protocol already.
+            emit = log.warn if status is NodeStatus.REJECTED else log.info
+            emit("node {role} {node!r} at {address}: {reason}", role=role, node=node,
+                 address=str(ip) if ip is not None else "?", reason=verdict.reason)
         return status
+
+    # --- administration ---------------------------------------------------------------------
+
+    async def invite(self, name: str, role: str, *, hours: float = DEFAULT_CODE_HOURS,
+                     approve: bool | None = None):
+        """Issue a one-time enrolment code for `name`: `(code, NodeInvitation)`. The code is
+        returned only here (the store keeps its hash); an earlier invitation for the name is
+        replaced."""
+        code = new_enrolment_code()
+        expires_at = utcnow(self.clock) + timedelta(hours=hours)
+        invitation = await self.store.create_node_invitation(
+            name, role, hash_token(code), expires_at,
+            approve=approves_by_default(role) if approve is None else approve)
+        log.info("invited {role} {node!r} to enrol (code valid until {until})", role=role,
+                 node=name, until=expires_at.isoformat(timespec="seconds"))
+        return code, invitation
+
+    def attach(self, factory) -> None:
+        """Reach the live sessions of this `LineServerFactory` (once per listener's factory)."""
+        self._session_maps.append(factory.sessions)
+
+    def disconnect(self, name: str, why: str) -> int:
+        """Close every live session of the node `name`; how many there were."""
+        closed = 0
+        for sessions in self._session_maps:
+            for (_, node), session in list(sessions.items()):
+                if node == name:
+                    session.abort(why)
+                    closed += 1
+        return closed
+
+    async def set_status(self, name: str, status: NodeStatus):
+        """Approve or reject a node (a rejected node's connection is closed); the Node."""
+        record = await self.store.set_node_status(name, NodeStatus(status).value)
+        if NodeStatus(status) is NodeStatus.REJECTED:
+            self.disconnect(name, "rejected by an administrator")
+        log.info("node {node!r} {status} by an administrator", node=name, status=str(status))
+        return record
+
+    async def delete(self, name: str) -> None:
+        """Forget a node: its name is free for a new enrolment; its connection is closed."""
+        await self.store.delete_node(name)
+        self.disconnect(name, "deleted by an administrator")
+        log.info("node {node!r} deleted by an administrator", node=name)
 
 
 # --- wiring into the Application Server -------------------------------------------------------------

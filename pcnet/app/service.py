@@ -32,6 +32,7 @@ from pcnet.errors import ConfigError, PcnetError, StoreUnavailable
 from pcnet.net.line import LineConfig, LineServerFactory, Operations
 from pcnet.net.listener import MultiplexingFactory
 from pcnet.net.tls import server_tls_options
+from pcnet.store._address import describe_address, scrub
 from pcnet.web.site import PcnetSite
 
 
@@ -52,8 +53,13 @@ def check_database_reachable(url: str) -> None:
 
         path = url[len("sqlite:///") - 1:] if url.startswith("sqlite:///") else None
         if path:
+            from pcnet.store._sqlite import private_database_files
+
             try:
+                private_database_files(path)  # before sqlite3 would create it world-readable
                 sqlite3.connect(path).close()
+            except OSError as e:
+                raise StoreUnavailable(f"cannot open SQLite database {path}: {e.strerror}") from None
             except sqlite3.Error as e:
                 raise StoreUnavailable(f"cannot open SQLite database {path}: {e}") from None
         return
@@ -63,18 +69,8 @@ def check_database_reachable(url: str) -> None:
         psycopg2.connect(url, connect_timeout=5).close()
     except psycopg2.Error as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StoreUnavailable(f"cannot reach PostgreSQL at {_pg_address(url)}: {first_line}") from None
-
-
-def _pg_address(url: str) -> str:
-    """host:port/dbname of a PostgreSQL URL or DSN, without user or password."""
-    from psycopg2.extensions import parse_dsn
-
-    try:
-        dsn = parse_dsn(url)
-    except Exception:
-        return "the configured address"
-    return f"{dsn.get('host', 'localhost')}:{dsn.get('port', '5432')}/{dsn.get('dbname', '')}"
+        raise StoreUnavailable(
+            f"cannot reach PostgreSQL at {describe_address(url)}: {scrub(first_line, url)}") from None
 
 
 class ApplicationServer(MultiService):
@@ -105,7 +101,8 @@ class ApplicationServer(MultiService):
         from pcnet.web.api import AdminApi
 
         root = Resource()
-        AdminApi(self.store, self.jobs, self.reactor, provider_ops=self.provider_ops).mount(root)
+        AdminApi(self.store, self.jobs, self.reactor, provider_ops=self.provider_ops,
+                 nodes=self.node_registry).mount(root)
         return root
 
     def line_factory(self) -> LineServerFactory:
@@ -117,6 +114,8 @@ class ApplicationServer(MultiService):
                                     config=line_config, server_name=self.cfg["server"]["name"])
         # Pushes to providers (release, cancel) go through the sessions of this factory.
         self.provider_ops.attach(factory)
+        # Deleting or rejecting a node closes its connection.
+        self.node_registry.attach(factory)
         return factory
 
     def startService(self):

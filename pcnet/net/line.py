@@ -38,6 +38,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pcnet.domain.enrolment import MAX_CODE_LENGTH
 from pcnet.errors import Conflict, InvalidInput, PcnetError
 from pcnet.interfaces import ILineSession
 from pcnet.net._framing import LineFraming
@@ -603,6 +604,18 @@ class LineProtocol(LineFraming):
         self._beat = self._clock.callLater(max(wake - now, _EPSILON), self._heartbeat)
 
 
+def _enrolment_code(msg: dict) -> dict:
+    """The hello's optional `enrolment_code`, as keyword arguments for `INodeRegistry.check`
+    (none when absent, so registries that predate enrolment still work)."""
+    code = msg.get("enrolment_code")
+    if code is None:
+        return {}
+    if (not isinstance(code, str) or not 0 < len(code) <= MAX_CODE_LENGTH or not code.isascii()
+            or not code.isprintable()):
+        raise BadHello(f"enrolment_code must be printable ASCII of 1 to {MAX_CODE_LENGTH} characters")
+    return {"enrolment_code": code}
+
+
 class LineServerProtocol(LineProtocol):
     """The server end: answers only `hello` and `ping` until a hello is approved."""
 
@@ -660,10 +673,11 @@ class LineServerProtocol(LineProtocol):
             raise BadHello("node must be a printable name of 1 to 255 characters")
         if not isinstance(credential, str) or not 0 < len(credential) <= 1024:
             raise BadHello("credential must be a string of 1 to 1024 characters")
+        enrolment = _enrolment_code(msg)
         self._hello_busy = True
         try:
             status = await defer.maybeDeferred(
-                self.factory.registry.check, role, node, credential, self.peer
+                self.factory.registry.check, role, node, credential, self.peer, **enrolment
             )
         finally:
             self._hello_busy = False
@@ -694,7 +708,10 @@ class LineServerProtocol(LineProtocol):
             node=node,
             peer=self._peer_text(),
         )
-        raise NodeRejected(f"{role} {node!r} may not connect")
+        raise NodeRejected(
+            f"{role} {node!r} may not connect (a new node needs a valid enrolment code from "
+            f"an administrator; a known one its own credential)"
+        )
 
     def _approved(self, role: str, node: str) -> None:
         if not self._open:
@@ -769,12 +786,14 @@ class LineClientProtocol(LineProtocol):
         if self._handshake_error is not None:
             raise LinkDown(self._handshake_error)
         f = self.factory
+        enrolment = {"enrolment_code": f.enrolment_code} if f.enrolment_code else {}
         reply = await self.request(
             "hello",
             version=PROTOCOL_VERSION,
             role=f.role,
             node=f.node,
             credential=f.credential,
+            **enrolment,
         )
         self.server_info = reply
         self.role = "server"
@@ -846,8 +865,9 @@ class LineClientFactory(Factory):
 
     `ops` are the operations this node answers (requests the server pushes). `prepare` is the
     `prepareConnection` for a `ClientService`: it says hello, repeating it every
-    `config.pending_retry` seconds while the node is pending. `require_tls=False` exists for
-    tests over in-memory transports only.
+    `config.pending_retry` seconds while the node is pending. `enrolment_code` is the one-time
+    code an administrator issued for this node (sent in every hello; the server ignores it once
+    the node is enrolled). `require_tls=False` exists for tests over in-memory transports only.
     """
 
     noisy = False
@@ -862,10 +882,12 @@ class LineClientFactory(Factory):
         ops: Operations | None = None,
         config: LineConfig | None = None,
         require_tls: bool = True,
+        enrolment_code: str | None = None,
     ):
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         self.role, self.node, self.credential = role, node, credential
+        self.enrolment_code = enrolment_code or None
         self.clock = clock
         self.ops = ops if ops is not None else Operations()
         self.config = config if config is not None else LineConfig()

@@ -1,33 +1,47 @@
-"""Which nodes may speak pcnet/1: node status and an in-memory node registry.
+"""Which nodes may speak pcnet/1: node status, enrolment, and an in-memory node registry.
 
 A node (Print Provider, Site Server, device gateway) introduces itself in its `hello` with a role,
-a name and a credential. The server asks an `INodeRegistry` what to make of it: **approved**
-nodes get in, **pending** ones wait for an administrator, **rejected** ones are turned away. A
-node never seen before is recorded as pending with the credential it presented (trust on first
-use), so an administrator approves "provider print01 at 10.1.2.3", not a secret typed twice;
-from then on only that credential is accepted for that node.
+a name and a credential it made itself, and, the first time, the one-time **enrolment code** an
+administrator issued for that name (`pcnet nodes invite NAME`). The server asks an
+`INodeRegistry` what to make of it: **approved** nodes get in, **pending** ones wait for an
+administrator, **rejected** ones are turned away. A valid code pins the credential the node
+presented to its name and is spent; from then on only that credential is accepted for that name.
+An unknown name without a valid code is rejected and leaves no trace, so nobody can claim a name
+by saying hello first. Nodes connecting from `auto_approve_networks` need no code. The rules are
+`pcnet.domain.enrolment.judge_hello`.
 
-`MemoryNodeRegistry` is the registry for tests and for small, config-driven deployments (nodes
-from the listed networks are approved automatically). The store-backed registry follows the same
-rules.
+`MemoryNodeRegistry` is the registry for tests and for small, config-driven deployments. The
+store-backed registry (`pcnet.app.provider_ops.StoreNodeRegistry`) follows the same rules.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-import hmac
 import ipaddress
 import secrets
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 from twisted.internet import defer
 from zope.interface import implementer
 
+from pcnet.domain.enrolment import (
+    DEFAULT_CODE_HOURS,
+    ROLES,
+    KnownNode,
+    NodeInvitation,
+    approves_by_default,
+    judge_hello,
+    new_enrolment_code,
+)
+from pcnet.domain.secrets import hash_token
 from pcnet.interfaces import INodeRegistry
 
-ROLES = ("provider", "site", "device")
+__all__ = ["ROLES", "MemoryNodeRegistry", "NodeRecord", "NodeStatus", "credential_digest",
+           "new_credential", "peer_ip"]
 
 
 class NodeStatus(enum.StrEnum):
@@ -71,7 +85,7 @@ class NodeRecord:
     role: str
     node: str
     status: NodeStatus
-    credential_digest: bytes
+    credential_hash: str = field(repr=False)
     last_address: str | None = None
 
     def describe(self) -> dict:
@@ -86,40 +100,50 @@ class NodeRecord:
 
 @implementer(INodeRegistry)
 class MemoryNodeRegistry:
-    """Node approval kept in memory.
+    """Node approval kept in memory, by node name (as the store keeps it).
 
     `auto_approve_networks` lists CIDRs (`"10.0.0.0/8"`, `"fd00::/8"`, `"127.0.0.1/32"`): a new
     node connecting from one of them is approved at once, with the credential it presented; a
-    pending node connecting from one is approved too. A rejected node stays rejected.
+    pending node connecting from one is approved too. A rejected node stays rejected. Any other
+    new node needs an invitation's code (`invite`). `clock` (an `IReactorTime`) dates the
+    invitations; without one, the system clock.
     """
 
-    def __init__(self, *, auto_approve_networks: Iterable[str] = ()):
+    def __init__(self, *, auto_approve_networks: Iterable[str] = (), clock=None):
         self._networks = [ipaddress.ip_network(n, strict=False) for n in auto_approve_networks]
-        self._nodes: dict[tuple[str, str], NodeRecord] = {}
+        self._nodes: dict[str, NodeRecord] = {}
+        self._invitations: dict[str, NodeInvitation] = {}
+        self._clock = clock
 
     # --- INodeRegistry -----------------------------------------------------------------
 
-    def check(self, role, node, credential, peer):
-        return defer.succeed(self.check_now(role, node, credential, peer))
+    def check(self, role, node, credential, peer, enrolment_code=None):
+        return defer.succeed(self.check_now(role, node, credential, peer, enrolment_code))
 
     # --- administration -----------------------------------------------------------------
 
-    def check_now(self, role: str, node: str, credential: str, peer) -> NodeStatus:
+    def check_now(self, role: str, node: str, credential: str, peer,
+                  enrolment_code: str | None = None) -> NodeStatus:
         """`check` without the Deferred."""
         ip = peer_ip(peer)
-        key = (role, node)
-        record = self._nodes.get(key)
-        digest = credential_digest(credential)
-        if record is None:
-            status = NodeStatus.APPROVED if self._auto_approved(ip) else NodeStatus.PENDING
-            record = self._nodes[key] = NodeRecord(role, node, status, digest)
-        elif not hmac.compare_digest(record.credential_digest, digest):
-            # Someone else claims this node's name: turn them away, leave the node as it was.
-            return NodeStatus.REJECTED
-        elif record.status is NodeStatus.PENDING and self._auto_approved(ip):
-            record.status = NodeStatus.APPROVED
-        record.last_address = str(ip) if ip is not None else None
-        return record.status
+        record = self._nodes.get(node)
+        digest = credential_digest(credential).hex()
+        known = None if record is None else KnownNode(record.role, record.credential_hash,
+                                                      str(record.status))
+        verdict = judge_hello(
+            role, digest, None if enrolment_code is None else hash_token(enrolment_code),
+            node=known, invitation=self._invitations.get(node),
+            auto_approve=self._auto_approved(ip), now=self._now())
+        status = NodeStatus(verdict.status)
+        if verdict.pin:
+            record = self._nodes[node] = NodeRecord(role, node, status, digest)
+        elif verdict.approve:
+            record.status = status
+        if verdict.spend_invitation:
+            del self._invitations[node]
+        if status is not NodeStatus.REJECTED:
+            record.last_address = str(ip) if ip is not None else None
+        return status
 
     def add(
         self,
@@ -131,13 +155,27 @@ class MemoryNodeRegistry:
         """Register (or re-register) a node with its credential."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
-        self._nodes[(role, node)] = NodeRecord(
-            role, node, NodeStatus(status), credential_digest(credential)
-        )
+        self._nodes[node] = NodeRecord(role, node, NodeStatus(status),
+                                       credential_digest(credential).hex())
+
+    def invite(self, role: str, node: str, *, hours: float = DEFAULT_CODE_HOURS,
+               approve: bool | None = None) -> str:
+        """Invite a node: its one-time enrolment code (replacing an earlier invitation)."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        code = new_enrolment_code()
+        self._invitations[node] = NodeInvitation(
+            node, role, approves_by_default(role) if approve is None else approve,
+            expires_at=self._now() + timedelta(hours=hours), created_at=self._now(),
+            code_hash=hash_token(code))
+        return code
 
     def set_status(self, role: str, node: str, status: NodeStatus) -> None:
         """Approve, reject or suspend a known node. A `KeyError` if it is unknown."""
-        self._nodes[(role, node)].status = NodeStatus(status)
+        record = self._nodes[node]
+        if record.role != role:
+            raise KeyError((role, node))
+        record.status = NodeStatus(status)
 
     def approve(self, role: str, node: str) -> None:
         self.set_status(role, node, NodeStatus.APPROVED)
@@ -146,15 +184,21 @@ class MemoryNodeRegistry:
         self.set_status(role, node, NodeStatus.REJECTED)
 
     def remove(self, role: str, node: str) -> None:
-        """Forget a node: its next hello is a first contact again."""
-        self._nodes.pop((role, node), None)
+        """Forget a node: its name is free again (a new hello needs a new code)."""
+        record = self._nodes.get(node)
+        if record is not None and record.role == role:
+            del self._nodes[node]
 
     def status(self, role: str, node: str) -> NodeStatus | None:
-        record = self._nodes.get((role, node))
-        return None if record is None else record.status
+        record = self._nodes.get(node)
+        return None if record is None or record.role != role else record.status
 
     def nodes(self) -> list[NodeRecord]:
         return list(self._nodes.values())
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(
+            self._clock.seconds() if self._clock is not None else time.time(), tz=timezone.utc)
 
     def _auto_approved(self, ip) -> bool:
         return ip is not None and any(

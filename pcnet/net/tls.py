@@ -26,7 +26,7 @@ from OpenSSL import crypto
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 
-from pcnet._files import write_durably
+from pcnet._files import private_directory, write_durably
 from pcnet.errors import ConfigError
 
 #: ALPN names. A server offers both, in this order of preference; a node offers only pcnet/1.
@@ -330,7 +330,7 @@ class TLSFiles:
 
     def store(self, material: TLSMaterial) -> None:
         """Write every file in `material` (keys 0600); `ca_key_pem=None` leaves `ca.key` alone."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_directory(self.directory)
         self._write(self.CA_CERT, material.ca_pem, 0o644)
         if material.ca_key_pem is not None:
             self._write(self.CA_KEY, material.ca_key_pem, 0o600)

@@ -12,7 +12,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from pcnet.config import Key, _choice, _positive, load, render_example
+from pcnet.config import Key, _choice, _positive, hidden, load, render_example
+from pcnet.domain.enrolment import MAX_CODE_LENGTH
 from pcnet.domain.model import FailureMode
 from pcnet.errors import ConfigError
 
@@ -23,6 +24,14 @@ def _client_endpoint(v):
     return None if v.startswith(("tcp:", "unix:")) else (
         "must be a Twisted client endpoint string such as \"tcp:host=app.example.org:port=9191\""
         " (TLS is added by pcnet: do not use tls: or ssl:)")
+
+
+def _enrolment_code(v):
+    if not v:
+        return None
+    if len(v) > MAX_CODE_LENGTH or not v.isascii() or not v.isprintable() or v != v.strip():
+        return "is not an enrolment code (copy it exactly as `pcnet nodes invite` printed it)"
+    return None
 
 
 PROVIDER_SCHEMA: dict[str, dict[str, Key]] = {
@@ -48,6 +57,10 @@ PROVIDER_SCHEMA: dict[str, dict[str, Key]] = {
         "ca_cert": Key(str, "ca.pem", "the deployment CA certificate that must have signed the server's (relative to data_dir)"),
         "credential_file": Key(str, "credential",
                                "this node's secret credential; created (mode 0600) on first start (relative to data_dir)"),
+        "enrolment_code": Key(str, "",
+                              "the one-time code from `pcnet nodes invite NAME` on the Application Server, sent in the"
+                              " first hello to enrol this node (spent once used; not needed from an auto-approve network)",
+                              _enrolment_code, shown=hidden),
         "decision_timeout": Key((int, float), 10,
                                 "seconds to wait for the server's decision before the printer's failure mode applies", _positive),
         "reconnect_max_delay": Key((int, float), 30, "longest wait between reconnection attempts, in seconds", _positive),
@@ -82,6 +95,7 @@ class ProviderSettings:
     server_endpoint: str
     ca_cert: Path
     credential_file: Path
+    enrolment_code: str | None
     decision_timeout: float
     reconnect_max_delay: float
     heartbeat_interval: float
@@ -122,6 +136,7 @@ def settings_from(values: dict, base_dir: Path, path: Path | None = None) -> Pro
         server_endpoint=endpoint,
         ca_cert=at(s["ca_cert"]),
         credential_file=at(s["credential_file"]),
+        enrolment_code=s["enrolment_code"] or None,
         decision_timeout=float(s["decision_timeout"]),
         reconnect_max_delay=float(s["reconnect_max_delay"]),
         heartbeat_interval=float(proto["heartbeat_interval"]),

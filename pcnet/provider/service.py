@@ -50,7 +50,7 @@ from pcnet.domain.model import FailureMode, HoldMode
 from pcnet.errors import ConfigError, Conflict, InvalidInput, NotFound, PcnetError
 from pcnet.net.line import LineClientFactory, LineConfig, LinkDown, Operations, RemoteError
 from pcnet.net.registry import new_credential
-from pcnet._files import write_durably
+from pcnet._files import private_directory, write_durably
 from pcnet.provider.journal import HeldJobs, OfflineJournal, PrinterCache
 
 log = Logger(namespace="pcnet.provider")
@@ -721,7 +721,7 @@ def load_credential(path: Path) -> str:
     try:
         text = path.read_text().strip()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(path.parent)
         credential = new_credential()
         write_durably(path, (credential + "\n").encode(), 0o600)
         log.info("created a new node credential in {path}", path=str(path))
@@ -780,7 +780,7 @@ class ProviderService(MultiService):
                                  missed_beats=s.missed_beats, pending_retry=s.pending_retry)
         self.factory = LineClientFactory(role="provider", node=s.node, credential=credential,
                                          clock=reactor, ops=self.provider.operations(),
-                                         config=line_config)
+                                         config=line_config, enrolment_code=s.enrolment_code)
         try:
             tcp = endpoints.clientFromString(reactor, s.server_endpoint)
         except (ValueError, TypeError) as e:

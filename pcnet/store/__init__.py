@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pcnet.errors import ConfigError
+from pcnet.store._address import describe_address, password_of, redact_url
 from pcnet.store._records import NODE_STATUSES, Change, Node, PrinterName
 from pcnet.store._store import Store
 
@@ -30,7 +31,10 @@ __all__ = [
     "Node",
     "PrinterName",
     "Store",
+    "describe_address",
     "open_store",
+    "password_of",
+    "redact_url",
 ]
 
 #: PostgreSQL connections kept open when the caller does not say.

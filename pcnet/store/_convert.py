@@ -29,6 +29,7 @@ from pcnet.domain.model import (
     TransactionKind,
     User,
 )
+from pcnet.domain.enrolment import NodeInvitation
 from pcnet.errors import InvalidInput
 from pcnet.money import from_minor, to_minor
 from pcnet.store._records import Node, PrinterName
@@ -246,6 +247,15 @@ def node_from_row(row) -> Node:
     return Node(name=row[0], role=row[1], status=row[2], address=row[3],
                 created_at=from_micros(row[4]), approved_at=from_micros(row[5]),
                 credential_hash=row[6])
+
+
+INVITATION_COLUMNS = "name, role, approve, expires_at, created_at, code_hash"
+
+
+def invitation_from_row(row) -> NodeInvitation:
+    return NodeInvitation(name=row[0], role=row[1], approve=bool(row[2]),
+                          expires_at=from_micros(row[3]), created_at=from_micros(row[4]),
+                          code_hash=row[5])
 
 
 def printer_name_from_row(row) -> PrinterName:

@@ -25,7 +25,6 @@ import collections
 import json
 
 from psycopg2 import errorcodes
-from psycopg2 import extensions as pgext
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -39,6 +38,7 @@ from pcnet.errors import (
     StoreUnavailable,
 )
 from pcnet.store import _migrations, _queries
+from pcnet.store._address import describe_address, scrub
 from pcnet.store._convert import job_from_row, transaction_from_row
 from pcnet.store._records import CursorTxn
 
@@ -70,25 +70,6 @@ _CHARGE_KEYS = ("c_uuid", "c_account_id", "c_amount", "c_kind", "c_reference", "
                 "c_origin", "c_created_at")
 
 log = Logger()
-
-
-def describe_dsn(dsn: str) -> str:
-    """host:port/dbname of a libpq URL or keyword DSN, for messages (never the password)."""
-    try:
-        params = pgext.parse_dsn(dsn)
-    except psycopg2.ProgrammingError:
-        return "(unparsable address)"
-    host = params.get("host") or params.get("hostaddr") or "localhost"
-    port = params.get("port") or "5432"
-    dbname = params.get("dbname") or params.get("user") or ""
-    return f"{host}:{port}/{dbname}"
-
-
-def _password(dsn: str) -> str | None:
-    try:
-        return pgext.parse_dsn(dsn).get("password")
-    except psycopg2.ProgrammingError:
-        return None
 
 
 class PgTxn(CursorTxn):
@@ -206,8 +187,7 @@ class PostgresEngine:
 
     def __init__(self, dsn: str, *, reactor, pool_size: int = 16):
         self.dsn = dsn
-        self.address = describe_dsn(dsn)
-        self._secret = _password(dsn)
+        self.address = describe_address(dsn)
         self._reactor = reactor
         self._pool_size = pool_size
         self._pool: _Pool | None = None
@@ -496,9 +476,7 @@ class PostgresEngine:
 
     def _first_line(self, e) -> str:
         text = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if self._secret:
-            text = text.replace(self._secret, "***")
-        return text or type(e).__name__
+        return scrub(text, self.dsn) or type(e).__name__
 
 
 def _is_dead_error(e) -> bool:

@@ -13,12 +13,14 @@ microseconds since the epoch (`now` is the store's clock reading), enums as thei
 
 from __future__ import annotations
 
+from pcnet.domain.enrolment import KnownNode, Verdict, judge_hello
 from pcnet.domain.ledger import entry_allowed
 from pcnet.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
 from pcnet.money import format_money, from_minor
 from pcnet.store._convert import (
     ACCOUNT_COLUMNS,
     GROUP_COLUMNS,
+    INVITATION_COLUMNS,
     JOB_COLUMNS,
     JOB_INSERT_COLUMNS,
     NODE_COLUMNS,
@@ -29,7 +31,9 @@ from pcnet.store._convert import (
     USER_COLUMNS,
     USER_FROM,
     account_from_row,
+    from_micros,
     group_from_row,
+    invitation_from_row,
     job_from_row,
     node_from_row,
     printer_from_row,
@@ -39,7 +43,7 @@ from pcnet.store._convert import (
     transaction_from_row,
     user_from_row,
 )
-from pcnet.store._records import NODE_STATUSES, Change
+from pcnet.store._records import NODE_ROLES, NODE_STATUSES, Change
 
 TERMINAL_JOB_STATUSES = ("printed", "denied", "cancelled", "expired")
 
@@ -821,30 +825,89 @@ async def _node(txn, name, lock=False):
     return None if row is None else node_from_row(row)
 
 
-async def register_node(txn, now, role, name, credential_hash, address, initial_status):
-    """Trust on first use (the rules of pcnet.net.registry.MemoryNodeRegistry): a new name is
-    recorded with its credential digest and `initial_status`; a known name with the same role
-    and digest gets its stored status (its address is updated); any other claim on a known
-    name is "rejected" and changes nothing."""
-    import hmac
+async def _invitation(txn, name, lock=False):
+    await txn.execute(f"SELECT {INVITATION_COLUMNS} FROM node_invitations WHERE name = %s"
+                      + (txn.for_update if lock else ""), (name,))
+    row = txn.fetchone()
+    return None if row is None else invitation_from_row(row)
 
-    if not name or not role:
-        raise InvalidInput("node name and role: required")
-    if initial_status not in NODE_STATUSES:
-        raise InvalidInput(f"status: {initial_status!r} is not one of {', '.join(NODE_STATUSES)}")
-    await txn.execute(
-        "INSERT INTO nodes (name, role, credential_hash, status, address, created_at, approved_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-        (name, role, credential_hash, initial_status, address or "", now,
-         now if initial_status == "approved" else None))
-    if txn.rowcount == 1:
-        return initial_status
+
+def _check_role(role):
+    if role not in NODE_ROLES:
+        raise InvalidInput(f"role: {role!r} is not one of {', '.join(NODE_ROLES)}")
+
+
+async def node_hello(txn, now, role, name, credential_hash, address, code_hash, auto_approve):
+    """A node's hello, judged by `pcnet.domain.enrolment.judge_hello` and carried out in this
+    transaction: the node's row and its invitation are read locked, so two hellos with one
+    code cannot both enrol. Returns the Verdict. A refused hello changes nothing."""
+    if not name:
+        raise InvalidInput("node name: required")
+    _check_role(role)
+    for _ in range(2):
+        node = await _node(txn, name, lock=True)
+        invitation = await _invitation(txn, name, lock=True) if code_hash is not None else None
+        known = None if node is None else KnownNode(node.role, node.credential_hash, node.status)
+        verdict = judge_hello(role, credential_hash, code_hash, node=known, invitation=invitation,
+                              auto_approve=auto_approve, now=from_micros(now))
+        approved_at = now if verdict.status == "approved" else None
+        if verdict.pin and node is None:
+            await txn.execute(
+                "INSERT INTO nodes (name, role, credential_hash, status, address, created_at,"
+                " approved_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (name, role, credential_hash, verdict.status, address or "", now, approved_at))
+            if txn.rowcount != 1:
+                continue  # another hello recorded the name meanwhile: judge again against it
+        elif verdict.pin:
+            await txn.execute(
+                "UPDATE nodes SET role = %s, credential_hash = %s, status = %s, address = %s,"
+                " approved_at = %s WHERE name = %s",
+                (role, credential_hash, verdict.status, address or node.address, approved_at, name))
+        elif verdict.approve:
+            await txn.execute("UPDATE nodes SET status = 'approved', approved_at = %s WHERE name = %s",
+                              (now, name))
+        if verdict.spend_invitation:
+            await txn.execute("DELETE FROM node_invitations WHERE name = %s", (name,))
+        if (node is not None and not verdict.pin and verdict.status != "rejected" and address
+                and address != node.address):
+            await txn.execute("UPDATE nodes SET address = %s WHERE name = %s", (address, name))
+        return verdict
+    return Verdict("rejected", "refused: another hello enrolled this name at the same moment")
+
+
+async def delete_node(txn, name):
+    await txn.execute("DELETE FROM nodes WHERE name = %s", (name,))
+    if txn.rowcount == 0:
+        raise NotFound(f"node {name!r} is not known")
+
+
+async def create_node_invitation(txn, now, name, role, code_hash, expires_at, approve):
+    """Invite a node (replacing the name's earlier invitation). A name recorded for another
+    role must be deleted first; the same role is fine (a new machine, a new credential)."""
+    if not name:
+        raise InvalidInput("name: required")
+    _check_role(role)
     node = await _node(txn, name, lock=True)
-    if node.role != role or not hmac.compare_digest(node.credential_hash.encode(), credential_hash.encode()):
-        return "rejected"
-    if address and address != node.address:
-        await txn.execute("UPDATE nodes SET address = %s WHERE name = %s", (address, name))
-    return node.status
+    if node is not None and node.role != role:
+        raise Conflict(f"node {name!r} is a {node.role}: delete it before inviting a {role} by that name")
+    await txn.execute(
+        "INSERT INTO node_invitations (name, role, code_hash, approve, created_at, expires_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET role = excluded.role,"
+        " code_hash = excluded.code_hash, approve = excluded.approve,"
+        " created_at = excluded.created_at, expires_at = excluded.expires_at",
+        (name, role, code_hash, bool(approve), now, expires_at))
+    return await _invitation(txn, name)
+
+
+async def list_node_invitations(txn):
+    await txn.execute(f"SELECT {INVITATION_COLUMNS} FROM node_invitations ORDER BY name")
+    return [invitation_from_row(r) for r in txn.fetchall()]
+
+
+async def delete_node_invitation(txn, name):
+    await txn.execute("DELETE FROM node_invitations WHERE name = %s", (name,))
+    if txn.rowcount == 0:
+        raise NotFound(f"no invitation for node {name!r}")
 
 
 async def get_node(txn, name):

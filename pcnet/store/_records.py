@@ -9,8 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from pcnet.domain.enrolment import ROLES
+
 #: A node's standing; the values match `pcnet.net.registry.NodeStatus`.
 NODE_STATUSES = ("pending", "approved", "rejected")
+#: What a node may be.
+NODE_ROLES = ROLES
 
 
 @dataclass(frozen=True)

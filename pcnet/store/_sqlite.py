@@ -21,6 +21,7 @@ import collections
 import os
 import re
 import sqlite3
+import stat
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -158,6 +159,10 @@ class SqliteEngine:
             if not os.path.isdir(directory):
                 raise StoreUnavailable(
                     f"cannot open SQLite database {self.path}: directory {directory} does not exist")
+            try:
+                private_database_files(self.path)
+            except OSError as e:
+                raise StoreUnavailable(f"cannot open SQLite database {self.path}: {e.strerror}") from None
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True,
                                    cached_statements=512)
@@ -294,6 +299,31 @@ def _deliver(outcomes) -> None:
             d.callback(value)
         else:
             d.errback(value)
+
+
+def private_database_files(path: str) -> None:
+    """Keep the database (password and PIN hashes) readable by its owner only.
+
+    A new database file is created here, mode 0600, before SQLite opens it: SQLite gives the
+    `-wal` and `-shm` files it makes the mode of the database file, whatever the umask. An
+    existing database of this user's that others may read (made by an older pcnet) loses the
+    group and other permissions, its `-wal` and `-shm` files too.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for name in (path, f"{path}-wal", f"{path}-shm"):
+            try:
+                st = os.stat(name)
+            except FileNotFoundError:
+                continue
+            if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                os.chmod(name, stat.S_IMODE(st.st_mode) & 0o700)
+    else:
+        try:
+            os.fchmod(fd, 0o600)  # the umask may have taken the owner's bits too
+        finally:
+            os.close(fd)
 
 
 def sqlite_path(url: str) -> str:

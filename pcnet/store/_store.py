@@ -352,9 +352,26 @@ class Store:
     # --- nodes -----------------------------------------------------------------------------------
 
     @_deferred
-    async def register_node(self, role, name, credential_hash, address="", *, status="pending"):
-        return await self._run(q.register_node, self._now(), role, name,
-                               _credential_text(credential_hash), address or "", enum_value(status))
+    async def node_hello(self, role, name, credential_hash, address="", *, code_hash=None,
+                         auto_approve=False):
+        return await self._run(q.node_hello, self._now(), role, name,
+                               _credential_text(credential_hash), address or "",
+                               None if code_hash is None else _credential_text(code_hash),
+                               bool(auto_approve))
+
+    @_deferred
+    async def create_node_invitation(self, name, role, code_hash, expires_at, *, approve):
+        return await self._run(q.create_node_invitation, self._now(), name, role,
+                               _credential_text(code_hash), micros(expires_at), bool(approve))
+
+    def list_node_invitations(self):
+        return self._read(q.list_node_invitations)
+
+    def delete_node_invitation(self, name):
+        return self._run(q.delete_node_invitation, name)
+
+    def delete_node(self, name):
+        return self._run(q.delete_node, name)
 
     def get_node(self, name):
         return self._read(q.get_node, name)

@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from pcnet.domain.decision import valid_pattern
 from pcnet.errors import InvalidInput
-from pcnet.money import format_money, parse_money
+from pcnet.money import MONEY_PATTERN, format_money, parse_money
 
 #: Returned by `Object.parse` for absent optional fields that have no default.
 MISSING = object()
@@ -284,16 +284,7 @@ class Money(Field):
     def _parse(self, value, name):
         if isinstance(value, (list, dict)):
             raise InvalidField(name, f"expected an amount such as \"1.50\", got {_type_name(value)}")
-        if isinstance(value, str) and len(value) > 40:
-            raise InvalidField(name, "expected an amount such as \"1.50\"")
         try:
-            if isinstance(value, str):
-                try:
-                    exponent = Decimal(value.strip()).as_tuple().exponent
-                except ArithmeticError:
-                    exponent = 0   # parse_money words the refusal
-                if isinstance(exponent, int) and exponent < -4:
-                    raise InvalidField(name, f"{value!r} has more than 4 decimal places")
             if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 12:
                 # parse_money checks the range of strings only; a huge int overflows quantize.
                 raise InvalidField(name, f"{value} is out of range")
@@ -315,7 +306,8 @@ class Money(Field):
     def _schema(self):
         lo = "-?" if self.minimum is None or self.minimum < 0 else ""
         # An integer is accepted too; the pattern constrains the string form only.
-        return {"type": ["string", "integer"], "pattern": rf"^{lo}[0-9]{{1,13}}(\.[0-9]{{1,4}})?$",
+        digits = MONEY_PATTERN.removeprefix("-?")
+        return {"type": ["string", "integer"], "pattern": f"^{lo}{digits}$",
                 "description": "an amount with up to 4 decimal places, as a string"}
 
     def schema(self):
@@ -373,7 +365,12 @@ class Timestamp(Field):
             raise InvalidField(name, f"{value!r} is not a time such as 2025-01-31T08:00:00Z") from None
         if moment.tzinfo is None:
             raise InvalidField(name, f"{value!r} has no time zone; add Z for UTC")
-        return moment.astimezone(timezone.utc)
+        try:
+            # Near year 1 or 9999 an offset can push the UTC time out of datetime's range.
+            return moment.astimezone(timezone.utc)
+        except OverflowError:
+            raise InvalidField(name, f"{value!r} is out of range once converted to UTC "
+                                     f"(times must lie within the years 1 to 9999 UTC)") from None
 
     def _schema(self):
         return {"type": "string", "format": "date-time"}

@@ -325,6 +325,25 @@ def node_json(node) -> dict:
             "approved_at": iso(node.approved_at)}
 
 
+NODE_INVITATION = _schema("NodeInvitation", _obj({
+    "name": STR, "role": {"type": "string", "enum": ["provider", "site", "device"]},
+    "approve": {**BOOL, "description": "enrolling approves the node at once (else it waits as pending)"},
+    "created_at": _nullable(TIME), "expires_at": TIME,
+    "expired": {**BOOL, "description": "the code can no longer be used"},
+}, "an invitation to enrol a node; never its code"))
+
+
+def node_invitation_json(invitation, now: datetime) -> dict:
+    return {"name": invitation.name, "role": invitation.role, "approve": invitation.approve,
+            "created_at": iso(invitation.created_at), "expires_at": iso(invitation.expires_at),
+            "expired": invitation.expires_at <= now}
+
+
+NEW_NODE_INVITATION = _schema("NewNodeInvitation", _obj({
+    "code": {**STR, "description": "the one-time enrolment code; shown only now"},
+    "invitation": ref("NodeInvitation"),
+}))
+
 USER_PAGE = _schema("UserPage", page_of("User"))
 GROUP_PAGE = _schema("GroupPage", page_of("Group"))
 ACCOUNT_PAGE = _schema("AccountPage", page_of("Account"))
@@ -334,6 +353,7 @@ QUOTA_PAGE = _schema("QuotaPage", page_of("Quota"))
 JOB_PAGE = _schema("JobPage", page_of("Job"))
 TOKEN_PAGE = _schema("ApiTokenPage", page_of("ApiToken"))
 NODE_PAGE = _schema("NodePage", page_of("Node"))
+NODE_INVITATION_PAGE = _schema("NodeInvitationPage", page_of("NodeInvitation"))
 
 INDEX = _schema("ApiIndex", _obj({"name": STR, "version": STR, "openapi": STR}))
 

@@ -48,6 +48,13 @@ from pcnet.domain.model import (
     QuotaPeriod,
     TransactionKind,
 )
+from pcnet.domain.enrolment import (
+    DEFAULT_CODE_HOURS,
+    MAX_CODE_HOURS,
+    NODE_NAME_HINT,
+    NODE_NAME_PATTERN,
+    NodeRole,
+)
 from pcnet.domain.quotas import next_boundary
 from pcnet.domain.secrets import hash_secret, hash_token, new_token, verify_secret
 from pcnet.errors import Conflict, Forbidden, NotFound, PcnetError, Unauthorized
@@ -260,6 +267,16 @@ TOKEN_CREATE = Object({
 
 
 NODE_NAME = String(min_length=1, max_length=255, strip_check=False, description="the node's name")
+NODE_INVITE = Object({
+    "name": String(min_length=1, max_length=255, pattern=NODE_NAME_PATTERN, required=True,
+                   pattern_hint=NODE_NAME_HINT,
+                   description="the node's name, as it will say hello (a provider's [provider] name)"),
+    "role": Choice(NodeRole, default=NodeRole.PROVIDER),
+    "expires_hours": Integer(minimum=1, maximum=MAX_CODE_HOURS, default=DEFAULT_CODE_HOURS,
+                             description="how long the code is valid"),
+    "approve": Boolean(description="whether enrolling approves the node at once; default: yes, "
+                                   "except for a Site Server, which then waits for an administrator"),
+})
 
 
 class NoProviderSupport(PcnetError):
@@ -424,7 +441,8 @@ class AdminApi:
     route = RouteTable(app)
     log = Logger()
 
-    def __init__(self, store, jobs, clock, *, max_body: int = MAX_BODY, provider_ops=None):
+    def __init__(self, store, jobs, clock, *, max_body: int = MAX_BODY, provider_ops=None,
+                 nodes=None):
         self.store = store
         self.jobs = jobs
         self.clock = clock
@@ -432,6 +450,13 @@ class AdminApi:
         # Held jobs (release, cancel) go through the Print Provider operations
         # (pcnet.app.provider_ops); without them those routes answer 503.
         self.provider_ops = provider_ops
+        # Node enrolment and approval: the server's registry, which also closes the connection
+        # of a node that is deleted or rejected; a registry of its own otherwise.
+        if nodes is None:
+            from pcnet.app.provider_ops import StoreNodeRegistry
+
+            nodes = StoreNodeRegistry(store, clock)
+        self.nodes = nodes
         # Password hashing is deliberately slow: off the reactor thread when there is one.
         self._threads = clock if IReactorThreads.providedBy(clock) else None
         # Failed /me sign-ins per username.
@@ -1087,14 +1112,54 @@ class AdminApi:
 
     @route("POST", "/nodes/<node>/approve", summary="Let a pending (or rejected) node in", tag="nodes",
            params={"node": NODE_NAME}, response=S.NODE, errors=(400, 404),
-           description="The node's next hello is accepted with the credential it first presented.")
+           description="The node's next hello is accepted with the credential it enrolled with.")
     async def approve_node(self, call):
-        return S.node_json(await self.store.set_node_status(call.params["node"], NodeStatus.APPROVED.value))
+        return S.node_json(await self.nodes.set_status(call.params["node"], NodeStatus.APPROVED))
 
     @route("POST", "/nodes/<node>/reject", summary="Turn a node away", tag="nodes",
-           params={"node": NODE_NAME}, response=S.NODE, errors=(400, 404))
+           params={"node": NODE_NAME}, response=S.NODE, errors=(400, 404),
+           description="Its connection, if any, is closed, and its hellos are refused until it "
+                       "is approved again (or re-enrolled with a new invitation).")
     async def reject_node(self, call):
-        return S.node_json(await self.store.set_node_status(call.params["node"], NodeStatus.REJECTED.value))
+        return S.node_json(await self.nodes.set_status(call.params["node"], NodeStatus.REJECTED))
+
+    @route("DELETE", "/nodes/<node>", summary="Forget a node and free its name", tag="nodes",
+           params={"node": NODE_NAME}, status=204, errors=(400, 404),
+           description="Its connection, if any, is closed and its credential forgotten. Its "
+                       "printers and job history stay. To let a node (the same or a new machine) "
+                       "use the name again, invite it (`POST /node-invitations`).")
+    async def delete_node(self, call):
+        await self.nodes.delete(call.params["node"])
+
+    @route("GET", "/node-invitations", summary="Outstanding node invitations", tag="nodes",
+           query=PAGING, response=S.NODE_INVITATION_PAGE,
+           description="Invitations whose code has not been used, the expired ones included "
+                       "(`expired`); never the codes.")
+    async def list_node_invitations(self, call):
+        now = self.now()
+        return _page(await self.store.list_node_invitations(), call.query["offset"],
+                     call.query["limit"], lambda i: S.node_invitation_json(i, now))
+
+    @route("POST", "/node-invitations", summary="Invite a node: a one-time enrolment code",
+           tag="nodes", body=NODE_INVITE, status=201, response=S.NEW_NODE_INVITATION,
+           errors=(400, 409),
+           description="The code is in the reply only (pcnet keeps its hash). Put it in the node's "
+                       "configuration (a Print Provider's `[server] enrolment_code`): its first "
+                       "hello with the code enrols it under this name with the credential it "
+                       "presents, and the code is spent. A new invitation for the same name "
+                       "replaces the old one. Inviting the name of an existing node of the same "
+                       "role re-enrols it (a new machine or credential): its old credential stops "
+                       "working once the code is used. 409 if the name is a node of another role.")
+    async def invite_node(self, call):
+        b = call.body
+        code, invitation = await self.nodes.invite(b["name"], b["role"].value,
+                                                   hours=b["expires_hours"], approve=b.get("approve"))
+        return {"code": code, "invitation": S.node_invitation_json(invitation, self.now())}
+
+    @route("DELETE", "/node-invitations/<node>", summary="Withdraw a node invitation", tag="nodes",
+           params={"node": NODE_NAME}, status=204, errors=(400, 404))
+    async def withdraw_node_invitation(self, call):
+        await self.store.delete_node_invitation(call.params["node"])
 
     # --- held jobs (Print Providers: hold/release and Find-Me; docs/provider.md) ---------------
 

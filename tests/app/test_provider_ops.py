@@ -8,15 +8,12 @@ from decimal import Decimal
 
 import pytest
 from twisted.internet import defer, task
-from zope.interface.verify import verifyObject
 
 from pcnet.app.jobs import JobService
 from pcnet.app.provider_ops import ProviderOffline, ProviderOps, StoreNodeRegistry
 from pcnet.domain.model import CostModel, Filters, HoldMode, JobStatus
 from pcnet.errors import Conflict, Forbidden, InsufficientFunds, InvalidInput, NotFound
-from pcnet.interfaces import INodeRegistry
 from pcnet.net.line import Operations, RemoteError
-from pcnet.net.registry import NodeStatus
 
 from .memory_store import MemoryStore
 
@@ -272,43 +269,6 @@ def _entry(w, amount):
     from pcnet.domain.model import LedgerEntry, TransactionKind
 
     return LedgerEntry(str(uuidlib.uuid4()), w.alice.personal_account_id, amount, TransactionKind.ADJUST)
-
-
-class NodeStore:
-    """The store's node methods (trust on first use, as pcnet.store does), in memory."""
-
-    def __init__(self):
-        self.nodes = {}
-
-    def register_node(self, role, name, credential_hash, address="", *, status="pending"):
-        node = self.nodes.get(name)
-        if node is None:
-            self.nodes[name] = [role, credential_hash, status]
-            return defer.succeed(status)
-        if node[0] != role or node[1] != credential_hash:
-            return defer.succeed("rejected")
-        return defer.succeed(node[2])
-
-    def set_node_status(self, name, status):
-        self.nodes[name][2] = status
-        return defer.succeed(None)
-
-
-class Peer:
-    def __init__(self, host):
-        self.host, self.port = host, 1234
-
-
-def test_store_node_registry_pending_until_approved_and_credential_pinned():
-    store = NodeStore()
-    registry = StoreNodeRegistry(store, task.Clock(), auto_approve_networks=["10.9.0.0/16"])
-    verifyObject(INodeRegistry, registry)
-    assert run(registry.check("provider", "p1", "secret", Peer("192.0.2.1"))) is NodeStatus.PENDING
-    assert run(registry.check("provider", "p1", "other", Peer("192.0.2.1"))) is NodeStatus.REJECTED
-    run(store.set_node_status("p1", "approved"))
-    assert run(registry.check("provider", "p1", "secret", Peer("192.0.2.1"))) is NodeStatus.APPROVED
-    assert run(registry.check("site", "p1", "secret", Peer("192.0.2.1"))) is NodeStatus.REJECTED
-    assert run(registry.check("provider", "p2", "s", Peer("10.9.1.1"))) is NodeStatus.APPROVED
 
 
 def test_a_job_reported_printed_after_it_expired_is_acknowledged_not_charged(w):

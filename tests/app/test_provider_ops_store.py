@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from decimal import Decimal
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 from zope.interface.verify import verifyObject
@@ -13,6 +14,7 @@ from zope.interface.verify import verifyObject
 from pcnet.app.jobs import JobService
 from pcnet.app.provider_ops import ProviderOps, StoreNodeRegistry
 from pcnet.domain.model import CostModel, Filters, HoldMode, JobStatus
+from pcnet.errors import NotFound
 from pcnet.interfaces import INodeRegistry
 from pcnet.net.line import Operations
 from pcnet.net.registry import NodeStatus
@@ -116,14 +118,106 @@ class Peer:
         self.host, self.port = host, 4000
 
 
+class LiveSession:
+    def __init__(self):
+        self.aborted = None
+
+    def abort(self, why):
+        self.aborted = why
+
+
 @pytest_twisted.ensureDeferred
-async def test_store_node_registry(store):
-    registry = StoreNodeRegistry(store, reactor, auto_approve_networks=["10.9.0.0/16"])
+async def test_a_node_name_cannot_be_squatted(store):
+    """The finding: whoever said hello first owned a name, the real provider was then rejected
+    and approving admitted the squatter. Now hellos without the administrator's code are refused
+    and leave nothing, and the code goes to whoever the administrator gave it to."""
+    registry = StoreNodeRegistry(store, reactor)
     verifyObject(INodeRegistry, registry)
-    assert await registry.check("provider", "p1", "secret", Peer("192.0.2.1")) is NodeStatus.PENDING
-    assert await registry.check("provider", "p1", "forged", Peer("192.0.2.1")) is NodeStatus.REJECTED
-    await store.set_node_status("p1", "approved")
-    assert await registry.check("provider", "p1", "secret", Peer("192.0.2.1")) is NodeStatus.APPROVED
+    squatter, real = Peer("198.51.100.66"), Peer("192.0.2.1")
+    for i in range(250):
+        assert await registry.check("provider", f"print{i:02}", "squat", squatter) is NodeStatus.REJECTED
+    assert await store.list_nodes() == []
+
+    code, invitation = await registry.invite("print01", "provider")
+    assert invitation.approve and code not in repr(invitation)
+    assert (await store.list_node_invitations())[0].code_hash != code  # only its hash is kept
+    assert await registry.check("provider", "print01", "squat", squatter) is NodeStatus.REJECTED
+    assert await registry.check("provider", "print01", "squat", squatter, "guess") is NodeStatus.REJECTED
+    assert await registry.check("provider", "print01", "real", real, code) is NodeStatus.APPROVED
+    # Spent: the squatter cannot reuse it, the real node still gets in (with or without it).
+    assert await registry.check("provider", "print01", "squat", squatter, code) is NodeStatus.REJECTED
+    assert await registry.check("provider", "print01", "real", real, code) is NodeStatus.APPROVED
+    assert await registry.check("provider", "print01", "real", real) is NodeStatus.APPROVED
+    node = await store.get_node("print01")
+    assert node.address == "192.0.2.1" and "real" not in (node.credential_hash or "")
+    assert [n.name for n in await store.list_nodes()] == ["print01"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_invitations_expire_and_respect_role_and_approval(store):
+    clock = task.Clock()
+    clock.advance(reactor.seconds())  # the store stamps with the real clock
+    registry = StoreNodeRegistry(store, clock)
+    code, _ = await registry.invite("p1", "provider", hours=1)
+    assert await registry.check("site", "p1", "c", Peer("192.0.2.1"), code) is NodeStatus.REJECTED
+    site_code, site = await registry.invite("site-a", "site")
+    assert not site.approve  # a Site Server waits for an administrator after enrolling
+    assert await registry.check("site", "site-a", "c", Peer("192.0.2.2"), site_code) is NodeStatus.PENDING
+    await registry.set_status("site-a", NodeStatus.APPROVED)
+    assert await registry.check("site", "site-a", "c", Peer("192.0.2.2")) is NodeStatus.APPROVED
+    # Issued an hour and a bit ago, valid for an hour: expired (the store judges by its clock).
+    earlier = task.Clock()
+    earlier.advance(reactor.seconds() - 3700)
+    old_code, _ = await StoreNodeRegistry(store, earlier).invite("p2", "provider", hours=1)
+    assert await registry.check("provider", "p2", "c", Peer("192.0.2.3"), old_code) is NodeStatus.REJECTED
+    assert [n.name for n in await store.list_nodes()] == ["site-a"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_auto_approve_networks_still_enrol_without_a_code(store):
+    registry = StoreNodeRegistry(store, reactor, auto_approve_networks=["10.9.0.0/16"])
     assert await registry.check("provider", "p2", "other", Peer("10.9.3.4")) is NodeStatus.APPROVED
-    node = await store.get_node("p1")
-    assert node.address == "192.0.2.1" and "secret" not in (node.credential_hash or "")
+    assert (await store.get_node("p2")).status == "approved"
+    assert await registry.check("provider", "p2", "forged", Peer("10.9.3.5")) is NodeStatus.REJECTED
+
+
+@pytest_twisted.ensureDeferred
+async def test_deleting_or_rejecting_a_node_closes_its_connection_and_delete_frees_the_name(store):
+    registry = StoreNodeRegistry(store, reactor, auto_approve_networks=["10.0.0.0/8"])
+    live = {("provider", "p1"): LiveSession(), ("provider", "p2"): LiveSession()}
+
+    class Factory:
+        sessions = live
+
+    registry.attach(Factory())
+    for name in ("p1", "p2"):
+        await registry.check("provider", name, "c", Peer("10.0.0.1"))
+    await registry.set_status("p1", NodeStatus.REJECTED)
+    assert live["provider", "p1"].aborted == "rejected by an administrator"
+    assert live["provider", "p2"].aborted is None
+    await registry.delete("p2")
+    assert live["provider", "p2"].aborted == "deleted by an administrator"
+    with pytest.raises(NotFound):
+        await store.get_node("p2")
+    # The name is free: a new machine enrols with a new code (not from the LAN this time).
+    code, _ = await registry.invite("p2", "provider")
+    assert await registry.check("provider", "p2", "new", Peer("192.0.2.9"), code) is NodeStatus.APPROVED
+    # A rejected node may be let in again with a new invitation.
+    code, _ = await registry.invite("p1", "provider")
+    assert await registry.check("provider", "p1", "c", Peer("192.0.2.9"), code) is NodeStatus.APPROVED
+    with pytest.raises(NotFound):
+        await registry.delete("nope")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_registry_logs_enrolments_and_refusals_without_secrets(store):
+    from twisted.logger import capturedLogs
+
+    registry = StoreNodeRegistry(store, reactor)
+    code, _ = await registry.invite("p1", "provider")
+    with capturedLogs() as events:
+        await registry.check("provider", "p1", "credential-XYZZY", Peer("192.0.2.1"), code)
+        await registry.check("provider", "p9", "credential-XYZZY", Peer("192.0.2.1"), "code-XYZZY")
+    text = " ".join(str(e.get("log_format", "")) + repr(e) for e in events)
+    assert "enrolled with an enrolment code" in text and "not valid" in text
+    assert "XYZZY" not in text and code not in text

@@ -93,6 +93,18 @@ async def test_import_printers_with_prices_and_modes(data_dir, tmp_path):
         await store.stop()
 
 
+def test_csv_amounts_must_be_written_as_documented(data_dir, tmp_path):
+    """Amounts are exactly -?digits[.up to 4 digits] in CSV too: Decimal() would take these."""
+    csv = tmp_path / "users.csv"
+    csv.write_text("username,initial_balance\n"
+                   'pad," 5 "\nunder,1_000\nplus,+5\nexp,1E+3\narabic,\u0663\ngood,5.25\n',
+                   encoding="utf-8")
+    result = pcnet("import-users", "--config", str(data_dir / "pcnet.toml"), str(csv))
+    assert "1 created, 0 updated, 5 rejected" in result.stdout, result.stderr
+    for line in range(2, 7):
+        assert f"line {line}: initial_balance" in result.stderr
+
+
 def test_csv_with_unknown_column_is_refused_whole(data_dir, tmp_path):
     csv = tmp_path / "users.csv"
     csv.write_text("username,fullname\nzed,Zed\n")

@@ -24,8 +24,38 @@ def test_parse_money_refuses_bad_input(bad):
 
 def test_parse_money_accepts_strings_and_ints():
     assert parse_money("1.50") == Decimal("1.5000")
-    assert parse_money(" -2 ") == Decimal("-2.0000")
+    assert parse_money("-2") == Decimal("-2.0000")
     assert parse_money(3) == Decimal("3.0000")
+    assert parse_money("0007.1234") == Decimal("7.1234")
+    assert format_money(parse_money("-0")) == "0.0000"
+
+
+@pytest.mark.parametrize("bad", [
+    " 5 ", "5 ", " 5", "1_000", "+5", "1E+3", "1e3", "\u0663", "\uff15", "5\u00a0", "1,50", "1.",
+    ".5", "--1", "-", "", "0x10", "1.23456", "12345678901234", "5\n",
+])
+def test_parse_money_accepts_only_the_documented_form(bad):
+    """An amount is exactly ^-?[0-9]{1,13}(\\.[0-9]{1,4})?$ (docs/api.md), not whatever
+    Decimal() would take: spaces, '+', '_', exponents and other scripts' digits are refused."""
+    with pytest.raises(InvalidInput):
+        parse_money(bad)
+
+
+def test_the_openapi_money_pattern_is_the_parsers():
+    import re
+
+    from pcnet.money import MONEY_PATTERN
+    from pcnet.web._fields import Money
+
+    pattern = Money().schema()["pattern"]
+    assert pattern == f"^{MONEY_PATTERN}$"
+    for text in ("1.50", "-2", "1_000", "+5", " 5 ", "1E+3", "\u0663", "1.23456"):
+        try:
+            parse_money(text)
+            accepted = True
+        except InvalidInput:
+            accepted = False
+        assert accepted == bool(re.search(pattern, text)), text
 
 
 def test_example_config_parses_to_defaults():
@@ -65,7 +95,7 @@ def test_sqlite_path_is_relative_to_data_dir(tmp_path):
     assert config.load(path).database_url == f"sqlite:///{tmp_path}/data/x.db"
 
 
-@pytest.mark.parametrize("huge", [10 ** 30, "1" + "0" * 30, Decimal("1e13")])
+@pytest.mark.parametrize("huge", [10 ** 30, "1" + "0" * 12, "9999999999999", Decimal("1e13")])
 def test_parse_money_refuses_amounts_out_of_range(huge):
     with pytest.raises(InvalidInput, match="out of range"):
         parse_money(huge)

@@ -5,7 +5,8 @@ in its own process, on loopback.
   the Application Server (`pcnet.app.service.make_app_service`) in a child process; `stop()` and
   `start()` again simulate an outage. `api()` calls the admin JSON API with the token.
 - `ProviderProcess`: `twistd -n pcnet provider --config provider.toml` pointed at that server
-  and at a private cupsd (cups_rig.py).
+  and at a private cupsd (cups_rig.py), with the enrolment code an administrator issued.
+- `pcnet1_hello`: one hello over real TLS, as a stranger on the network would say it.
 
 Every wait is bounded; every process is stopped by PID.
 """
@@ -81,7 +82,8 @@ class ApiError(Exception):
 
 
 class AppServer:
-    def __init__(self, root: Path, *, expiry_interval: float = 1.0):
+    def __init__(self, root: Path, *, expiry_interval: float = 1.0,
+                 auto_approve_networks: tuple[str, ...] = ("127.0.0.0/8",)):
         self.root = Path(root)
         self.data_dir = self.root / "app"
         self.http_port = free_port()
@@ -101,7 +103,8 @@ class AppServer:
                           if "API token:" in line)
         self.config = self.data_dir / "pcnet.toml"
         text = self.config.read_text()
-        text = text.replace("auto_approve_networks = []", 'auto_approve_networks = ["127.0.0.0/8"]')
+        text = text.replace("auto_approve_networks = []", "auto_approve_networks = "
+                            + json.dumps(list(auto_approve_networks)))
         text = text.replace("heartbeat_interval = 5", "heartbeat_interval = 1")
         text = text.replace("expiry_check_interval = 60", f"expiry_check_interval = {expiry_interval}")
         self.config.write_text(text)
@@ -156,7 +159,7 @@ class AppServer:
 
 class ProviderProcess:
     def __init__(self, root: Path, app: AppServer, rig, *, node: str = "print01",
-                 decision_timeout: float = 10):
+                 decision_timeout: float = 10, enrolment_code: str = ""):
         self.root = Path(root)
         self.dir = self.root / "provider"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -179,6 +182,7 @@ endpoint = "tcp:host=127.0.0.1:port={app.http_port}"
 ca_cert = "{app.ca_cert}"
 decision_timeout = {decision_timeout}
 reconnect_max_delay = 1
+enrolment_code = "{enrolment_code}"
 
 [protocol]
 heartbeat_interval = 1
@@ -234,6 +238,28 @@ retry_interval = 1
     def stop(self) -> None:
         _stop(self.process)
         self.process = None
+
+
+def pcnet1_hello(app: AppServer, *, node: str, credential: str, role: str = "provider",
+                 **fields) -> dict:
+    """Say one hello to the Application Server over real TLS (ALPN pcnet/1), as any client on
+    the network could; the server's reply as a dict."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(app.ca_cert))
+    context.set_alpn_protocols(["pcnet/1"])
+    with socket.create_connection(("127.0.0.1", app.http_port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            hello = {"op": "hello", "id": 1, "version": 1, "role": role, "node": node,
+                     "credential": credential, **fields}
+            tls.sendall(json.dumps(hello).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    return json.loads(data.split(b"\n", 1)[0])
 
 
 def settle(seconds: float) -> None:

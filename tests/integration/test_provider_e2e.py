@@ -22,7 +22,7 @@ import pytest
 from cups_rig import GENERIC_POSTSCRIPT_PPD, CupsRig, wait_until
 from pcnet.provider import cupsadmin
 from pcnet.provider.cupsadmin import JobState
-from pcnet_deploy import AppServer, ProviderProcess
+from pcnet_deploy import AppServer, ProviderProcess, pcnet1_hello
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,8 @@ def deployment(tmp_path_factory):
             rig.add_queue(queue, printers[queue].uri,
                           model=GENERIC_POSTSCRIPT_PPD if queue == "filtered" else "raw")
             cupsadmin.wrap_queue(rig.connect(), queue)
-        app = AppServer(root).start()
+        # No auto-approve network: the provider enrols with the code an administrator issued.
+        app = AppServer(root, auto_approve_networks=()).start()
         app.api("POST", "/users", {"username": "alice", "initial_balance": "10.0000"})
         ids = {}
         for queue, (hold, failure, cost) in QUEUES.items():
@@ -87,8 +88,11 @@ def deployment(tmp_path_factory):
                 "failure_mode": failure, "cost_model": cost, "pdl": "raw",
                 "filters": {"max_pages": 8}})
             ids[queue] = created["id"]
-        provider = ProviderProcess(root, app, rig).start()
+        squatted = pcnet1_hello(app, node="print01", credential="squatter-" + "x" * 40)
+        invitation = app.api("POST", "/node-invitations", {"name": "print01"})
+        provider = ProviderProcess(root, app, rig, enrolment_code=invitation["code"]).start()
         provider.wait_registered(1)
+        provider.squatted = squatted
         yield Deployment(rig, app, provider, printers, ids)
     finally:
         if provider is not None:
@@ -128,6 +132,26 @@ class Deployment:
         return wait_until(lambda: next((j for j in self.jobs(status="held")
                                         if j["document_name"] == title), None),
                           timeout, f"job {title!r} held in the job log")
+
+
+def test_the_provider_enrolled_with_its_code_and_nobody_can_take_its_name(deployment):
+    """Before the provider started, a stranger said hello as print01: refused, nothing recorded.
+    The provider enrolled with its one-time code; the spent code and other credentials are
+    refused; unknown names leave no rows."""
+    d = deployment
+    assert d.provider.squatted["error"]["code"] == "rejected"
+    (node,) = d.app.api("GET", "/nodes")["items"]
+    assert (node["name"], node["role"], node["status"], node["address"]) == (
+        "print01", "provider", "approved", "127.0.0.1")
+    assert d.app.api("GET", "/node-invitations")["items"] == []
+    code = d.provider.config.read_text().split('enrolment_code = "', 1)[1].split('"', 1)[0]
+    for name, extra in (("print01", {"enrolment_code": code}), ("print01", {}), ("print99", {})):
+        reply = pcnet1_hello(d.app, node=name, credential="squatter-" + "y" * 40, **extra)
+        assert reply["error"]["code"] == "rejected", reply
+    assert [n["name"] for n in d.app.api("GET", "/nodes")["items"]] == ["print01"]
+    log = d.app.log_tail(400)
+    assert code not in log and "squatter-" not in log and code not in d.provider.log_text()
+    assert "enrolled with an enrolment code" in log
 
 
 def test_a_job_is_analysed_charged_and_its_bytes_reach_the_printer(deployment):

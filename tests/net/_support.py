@@ -181,10 +181,10 @@ class ServerHarness:
         self.transport.clear()
         return [json.loads(line) for line in data.split(b"\n") if line]
 
-    def hello(self, node="print01", credential=CREDENTIAL, role="provider", id=1) -> dict:
+    def hello(self, node="print01", credential=CREDENTIAL, role="provider", id=1, **extra) -> dict:
         self.send(
             {"op": "hello", "id": id, "version": 1, "role": role, "node": node,
-             "credential": credential}
+             "credential": credential, **extra}
         )
         (reply,) = self.replies()
         return reply
@@ -202,6 +202,7 @@ def line_pair(
     registry: MemoryNodeRegistry | None = None,
     config: LineConfig | None = None,
     clock: task.Clock | None = None,
+    enrolment_code: str | None = None,
 ):
     """A pcnet/1 server and client connected in memory without TLS (require_tls=False).
 
@@ -216,7 +217,7 @@ def line_pair(
     )
     client_factory = LineClientFactory(
         role="provider", node="print01", credential=CREDENTIAL, clock=clock,
-        ops=ops_client, config=config, require_tls=False,
+        ops=ops_client, config=config, require_tls=False, enrolment_code=enrolment_code,
     )
     server = server_factory.buildProtocol(NODE_ADDR)
     client = client_factory.buildProtocol(SERVER_ADDR)

@@ -55,17 +55,44 @@ def test_approved_hello_authenticates_the_session():
     verifyObject(ILineSession, session)
 
 
-def test_unknown_node_is_pending_stays_connected_and_may_retry():
+def test_unknown_node_without_a_code_is_rejected_closed_and_not_recorded():
     registry = MemoryNodeRegistry()
     h = ServerHarness(registry=registry)
     reply = h.hello(node="new01", id="h1")
-    assert reply["re"] == "h1" and reply["ok"] is False
-    assert reply["error"]["code"] == "pending"
-    assert not h.transport.disconnecting and not h.protocol.authenticated
-    assert registry.status("provider", "new01") is NodeStatus.PENDING
-    registry.approve("provider", "new01")
-    assert h.hello(node="new01", id="h2")["ok"] is True
+    assert reply["re"] == "h1" and reply["error"]["code"] == "rejected"
+    assert "enrolment code" in reply["error"]["message"]
+    assert h.transport.disconnecting and registry.nodes() == []
+
+
+def test_an_invited_node_enrols_with_the_code_in_its_hello():
+    registry = MemoryNodeRegistry()
+    code = registry.invite("provider", "new01")
+    h = ServerHarness(registry=registry)
+    assert h.hello(node="new01", enrolment_code=code)["ok"] is True
     assert h.protocol.node == "new01"
+    assert registry.status("provider", "new01") is NodeStatus.APPROVED
+
+
+def test_a_pending_node_stays_connected_and_may_retry():
+    registry = MemoryNodeRegistry()
+    code = registry.invite("site", "s1")  # a Site Server waits for approval after enrolling
+    h = ServerHarness(registry=registry)
+    reply = h.hello(role="site", node="s1", id="h1", enrolment_code=code)
+    assert reply["re"] == "h1" and reply["error"]["code"] == "pending"
+    assert not h.transport.disconnecting and not h.protocol.authenticated
+    registry.approve("site", "s1")
+    assert h.hello(role="site", node="s1", id="h2")["ok"] is True
+
+
+@pytest.mark.parametrize("code", ["", 5, None, ["x"], "x" * 129, "caf\u00e9", "a b\n", "\ud800"])
+def test_a_malformed_enrolment_code_is_refused_before_the_registry_sees_it(code):
+    h = ServerHarness()
+    if code is None:  # a null code is the same as none
+        assert h.hello(enrolment_code=code)["ok"] is True
+        return
+    reply = h.hello(enrolment_code=code)
+    assert reply["error"]["code"] == "invalid" and "enrolment_code" in reply["error"]["message"]
+    assert h.transport.disconnecting
 
 
 def test_wrong_credential_is_rejected_and_closed():
@@ -84,13 +111,18 @@ def test_rejected_node_is_closed():
     assert h.transport.disconnecting
 
 
-def test_the_credential_never_appears_in_the_logs():
+def test_the_credential_and_enrolment_code_never_appear_in_the_logs():
     h = ServerHarness()
+    registry = MemoryNodeRegistry()
+    code = registry.invite("site", "s1")
     with capturedLogs() as events:
         h.hello(credential="hunter2-guess")
-        ServerHarness(registry=MemoryNodeRegistry()).hello(credential="hunter2-pending")
+        ServerHarness(registry=MemoryNodeRegistry()).hello(credential="hunter2-unknown",
+                                                           enrolment_code="hunter2-code")
+        ServerHarness(registry=registry).hello(role="site", node="s1", credential="hunter2-site",
+                                               enrolment_code=code)
     text = repr(events)
-    assert "hunter2" not in text
+    assert "hunter2" not in text and code not in text
 
 
 @pytest.mark.parametrize("version", [2, "1", None, 1.0, True])
@@ -174,7 +206,9 @@ def test_registry_failure_is_an_internal_error_and_the_node_may_retry():
 
 
 def test_unauthenticated_connection_is_closed_after_auth_timeout():
-    h = ServerHarness(registry=MemoryNodeRegistry(), config=LineConfig(auth_timeout=60))
+    registry = MemoryNodeRegistry()
+    registry.add("provider", "new", CREDENTIAL, NodeStatus.PENDING)
+    h = ServerHarness(registry=registry, config=LineConfig(auth_timeout=60))
     h.hello(node="new")  # pending
     for _ in range(14):  # the node keeps the link alive (heartbeats) but is never approved
         h.clock.advance(4)
@@ -638,6 +672,7 @@ def test_heartbeats_keep_an_idle_link_up_and_silence_brings_it_down():
 
 def test_pending_node_keeps_asking_until_approved():
     registry = MemoryNodeRegistry()
+    registry.add("provider", "print01", CREDENTIAL, NodeStatus.PENDING)
     config = LineConfig(pending_retry=10)
     _, client_factory, _, client, pump, clock = line_pair(registry=registry, config=config)
     d = client_factory.prepare(client)
@@ -652,6 +687,16 @@ def test_pending_node_keeps_asking_until_approved():
     clock.advance(10)
     pump.flush()
     assert result_of(d) is client and client.authenticated
+
+
+def test_a_node_given_an_enrolment_code_sends_it_and_is_enrolled():
+    registry = MemoryNodeRegistry()
+    code = registry.invite("provider", "print01")
+    _, client_factory, _, client, pump, _ = line_pair(registry=registry, enrolment_code=code)
+    d = client_factory.prepare(client)
+    pump.flush()
+    assert result_of(d) is client and client.authenticated
+    assert registry.status("provider", "print01") is NodeStatus.APPROVED
 
 
 def test_prepare_aborts_the_connection_when_rejected():

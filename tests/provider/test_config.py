@@ -81,7 +81,22 @@ def test_the_credential_is_created_once_private(tmp_path):
     path = tmp_path / "d" / "credential"
     first = load_credential(path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and len(first) >= 40
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     assert load_credential(path) == first
+
+
+def test_the_enrolment_code_goes_into_the_hello_and_a_bad_one_is_not_echoed(tmp_path):
+    path = write_config(tmp_path)
+    assert load_settings(path).enrolment_code is None
+    with path.open("a") as f:
+        f.write('enrolment_code = "Abc-123_xyz"\n')
+    assert load_settings(path).enrolment_code == "Abc-123_xyz"
+    service = make_provider_service(path, MemoryReactorClock())
+    assert service.factory.enrolment_code == "Abc-123_xyz"
+    path.write_text(path.read_text().replace('"Abc-123_xyz"', '" S3CRET pasted badly "'))
+    with pytest.raises(ConfigError, match=r"\[server\] enrolment_code") as e:
+        load_settings(path)
+    assert "S3CRET" not in e.value.message
 
 
 def test_the_service_listens_for_the_backend_and_connects_to_its_server(tmp_path):

@@ -18,7 +18,7 @@ from pcnet.app.provider_ops import ProviderOps
 from pcnet.domain.model import CostModel, FailureMode, HoldMode, JobStatus
 from pcnet.net import tls
 from pcnet.net.line import LineClientFactory, LineServerFactory, Operations
-from pcnet.net.registry import MemoryNodeRegistry
+from pcnet.net.registry import MemoryNodeRegistry, NodeStatus
 from pcnet.provider.journal import HeldJobs, OfflineJournal, PrinterCache
 from pcnet.provider.service import PrintProvider, ServerLink
 
@@ -185,7 +185,7 @@ def test_jobs_printed_while_the_server_is_away_are_charged_once_when_it_is_back(
 
 
 def test_a_pending_provider_is_not_served_until_approved(dep):
-    dep.registry.remove("provider", "print01")
+    dep.registry.add("provider", "print01", CREDENTIAL, NodeStatus.PENDING)
     server = tls_server(dep.server_factory, dep.server_options, dep.clock)
     client = tls_client(dep.client_factory, dep.client_options, dep.clock)
     dep.pump = connect_in_memory(server, client, dep.clock)

@@ -49,7 +49,7 @@ async def _outcomes(calls):
 
 @pytest_twisted.ensureDeferred
 async def test_the_migration_creates_the_batch_function(store):
-    assert store.applied_migrations == [1, 2]
+    assert 2 in store.applied_migrations
     rows = await store._engine._pool.runQuery(
         "SELECT proname FROM pg_proc WHERE proname LIKE 'pcnet_record_job%%' ORDER BY proname")
     assert [r[0] for r in rows] == ["pcnet_record_job", "pcnet_record_jobs"]

@@ -1,4 +1,4 @@
-"""Quota schedules, API tokens and pcnet/1 nodes, on both engines."""
+"""Quota schedules, API tokens and pcnet/1 nodes (enrolment with invitations), on both engines."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -84,51 +84,155 @@ async def test_api_tokens_store_hashes_and_record_last_use(store):
         await store.revoke_api_token(token.id)
 
 
+FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
+PAST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+async def _status(store, *args, **kw):
+    return (await store.node_hello(*args, **kw)).status
+
+
 @pytest_twisted.ensureDeferred
-async def test_node_registration_is_trust_on_first_use(store):
-    status = await store.register_node("provider", "print01", "digest-1", "10.0.0.5")
-    assert status == "pending"
+async def test_unknown_names_without_a_valid_code_leave_no_rows(store):
+    """The squatting finding: hellos from anyone used to create pending rows."""
+    for i in range(40):
+        assert await _status(store, "provider", f"n{i}", f"d{i}", "203.0.113.9") == "rejected"
+    assert await _status(store, "provider", "print01", "d", "", code_hash="wrong") == "rejected"
+    assert await store.list_nodes() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_invitation_enrols_once_and_pins_the_credential(store):
+    inv = await store.create_node_invitation("print01", "provider", "code-1", FUTURE, approve=True)
+    assert (inv.name, inv.role, inv.approve, inv.expires_at) == ("print01", "provider", True, FUTURE)
+    assert inv.created_at is not None and "code-1" not in repr(inv)
+    verdict = await store.node_hello("provider", "print01", "digest-1", "10.0.0.5", code_hash="code-1")
+    assert verdict.status == "approved" and verdict.pin and verdict.spend_invitation
     node = await store.get_node("print01")
-    assert node.role == "provider" and node.status == "pending" and node.address == "10.0.0.5"
-    assert node.credential_hash == "digest-1" and node.created_at is not None
-    assert node.approved_at is None
+    assert (node.role, node.status, node.address, node.credential_hash) == (
+        "provider", "approved", "10.0.0.5", "digest-1")
+    assert node.created_at is not None and node.approved_at is not None
     assert "digest-1" not in repr(node) and "credential_hash" not in node.public()
+    assert await store.list_node_invitations() == []
 
-    # Same credential: the stored status, and the address follows the node.
-    assert await store.register_node("provider", "print01", "digest-1", "10.0.0.6") == "pending"
+    # The code is spent; the name answers to its credential only; the address follows the node.
+    assert await _status(store, "provider", "print01", "digest-2", "10.6.6.6", code_hash="code-1") == "rejected"
+    assert await _status(store, "site", "print01", "digest-1", "10.6.6.6") == "rejected"
+    assert (await store.get_node("print01")).address == "10.0.0.5"
+    assert await _status(store, "provider", "print01", "digest-1", "10.0.0.6", code_hash="code-1") == "approved"
     assert (await store.get_node("print01")).address == "10.0.0.6"
-    # Anyone else claiming the name is turned away and changes nothing.
-    assert await store.register_node("provider", "print01", "digest-2", "10.6.6.6") == "rejected"
-    assert await store.register_node("site", "print01", "digest-1", "10.6.6.6") == "rejected"
-    assert (await store.get_node("print01")).address == "10.0.0.6"
+    # A new code presented by the node itself (it kept its credential) is spent all the same.
+    await store.create_node_invitation("print01", "provider", "code-2", FUTURE, approve=True)
+    verdict = await store.node_hello("provider", "print01", "digest-1", code_hash="code-2")
+    assert verdict.status == "approved" and verdict.spend_invitation and not verdict.pin
+    assert await store.list_node_invitations() == []
 
-    approved = await store.set_node_status("print01", "approved")
-    assert approved.status == "approved" and approved.approved_at is not None
-    assert await store.register_node("provider", "print01", "digest-1", "") == "approved"
     rejected = await store.set_node_status("print01", "rejected")
-    assert rejected.status == "rejected" and rejected.approved_at == approved.approved_at
+    assert rejected.status == "rejected" and rejected.approved_at == node.approved_at
+    assert await _status(store, "provider", "print01", "digest-1") == "rejected"
 
-    # A node from an auto-approved network comes in approved; digests may be bytes.
-    assert await store.register_node("site", "site-a", b"\x01\x02", "10.1.0.1", status="approved") == "approved"
+
+@pytest_twisted.ensureDeferred
+async def test_a_code_needs_its_name_its_role_and_time(store):
+    await store.create_node_invitation("p1", "provider", "c1", FUTURE, approve=True)
+    await store.create_node_invitation("old", "provider", "c2", PAST, approve=True)
+    assert await _status(store, "provider", "p2", "d", code_hash="c1") == "rejected"
+    assert await _status(store, "site", "p1", "d", code_hash="c1") == "rejected"
+    verdict = await store.node_hello("provider", "old", "d", code_hash="c2")
+    assert verdict.status == "rejected" and "expired" in verdict.reason
+    assert await store.list_nodes() == []
+    assert [i.name for i in await store.list_node_invitations()] == ["old", "p1"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_site_enrolled_with_a_code_may_wait_for_approval(store):
+    await store.create_node_invitation("site-a", "site", b"\x01\x02", FUTURE, approve=False)
+    # Digests may be bytes (stored as hex).
+    assert await _status(store, "site", "site-a", b"\x0a", code_hash="0102") == "pending"
     site = await store.get_node("site-a")
-    assert site.credential_hash == "0102" and site.approved_at is not None
-    assert await store.register_node("site", "site-a", b"\x01\x02") == "approved"
-    assert [n.name for n in await store.list_nodes()] == ["print01", "site-a"]
+    assert site.credential_hash == "0a" and site.status == "pending" and site.approved_at is None
+    assert await _status(store, "site", "site-a", b"\x0a") == "pending"
+    approved = await store.set_node_status("site-a", "approved")
+    assert approved.status == "approved" and approved.approved_at is not None
+    assert await _status(store, "site", "site-a", b"\x0a") == "approved"
 
+
+@pytest_twisted.ensureDeferred
+async def test_auto_approve_enrols_new_names_and_approves_pending_ones(store):
+    assert await _status(store, "provider", "lan-1", "d", "10.1.0.1", auto_approve=True) == "approved"
+    assert (await store.get_node("lan-1")).approved_at is not None
+    await store.create_node_invitation("s", "site", "c", FUTURE, approve=False)
+    assert await _status(store, "site", "s", "d", code_hash="c") == "pending"
+    assert await _status(store, "site", "s", "d", auto_approve=True) == "approved"
+    # The network is no licence to take a known name with another credential.
+    assert await _status(store, "provider", "lan-1", "other", auto_approve=True) == "rejected"
+
+
+@pytest_twisted.ensureDeferred
+async def test_reinviting_a_known_name_re_enrols_it_with_a_new_credential(store):
+    await store.node_hello("provider", "p1", "old", auto_approve=True)
+    inv = await store.create_node_invitation("p1", "provider", "c1", FUTURE, approve=True)
+    again = await store.create_node_invitation("p1", "provider", "c2", FUTURE, approve=False)
+    assert again.created_at >= inv.created_at and not again.approve
+    assert [i.name for i in await store.list_node_invitations()] == ["p1"]
+    assert await _status(store, "provider", "p1", "new", code_hash="c1") == "rejected"  # replaced
+    verdict = await store.node_hello("provider", "p1", "new", code_hash="c2")
+    assert verdict.status == "pending" and "re-enrolled" in verdict.reason
+    assert (await store.get_node("p1")).approved_at is None
+    assert await _status(store, "provider", "p1", "old") == "rejected"
+    with pytest.raises(Conflict):
+        await store.create_node_invitation("p1", "site", "c3", FUTURE, approve=True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_deleting_a_node_frees_its_name(store):
+    await store.node_hello("provider", "p1", "d", auto_approve=True)
+    await store.delete_node("p1")
+    assert await store.list_nodes() == []
+    assert await _status(store, "provider", "p1", "d") == "rejected"
+    await store.create_node_invitation("p1", "site", "c", FUTURE, approve=True)
+    assert await _status(store, "site", "p1", "d2", code_hash="c") == "approved"
+    await store.create_node_invitation("x", "device", "c", FUTURE, approve=True)
+    await store.delete_node_invitation("x")
+    with pytest.raises(NotFound):
+        await store.delete_node_invitation("x")
+    with pytest.raises(NotFound):
+        await store.delete_node("nope")
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_hellos_with_one_code_enrol_one_node(store):
+    from twisted.internet import defer
+
+    await store.create_node_invitation("p1", "provider", "c", FUTURE, approve=True)
+    verdicts = await defer.gatherResults(
+        [store.node_hello("provider", "p1", f"d{i}", code_hash="c") for i in range(6)])
+    assert sorted(v.status for v in verdicts) == ["approved"] + ["rejected"] * 5
+    (winner,) = [i for i, v in enumerate(verdicts) if v.status == "approved"]
+    assert (await store.get_node("p1")).credential_hash == f"d{winner}"
+
+
+@pytest_twisted.ensureDeferred
+async def test_node_bad_arguments(store):
     with pytest.raises(NotFound):
         await store.get_node("nope")
     with pytest.raises(NotFound):
         await store.set_node_status("nope", "approved")
+    await store.node_hello("provider", "p", "d", auto_approve=True)
     with pytest.raises(InvalidInput):
-        await store.set_node_status("print01", "maybe")
+        await store.set_node_status("p", "maybe")
     with pytest.raises(InvalidInput):
-        await store.register_node("provider", "x", "d", status="maybe")
+        await store.node_hello("printer", "x", "d", auto_approve=True)
+    with pytest.raises(InvalidInput):
+        await store.create_node_invitation("x", "printer", "c", FUTURE, approve=True)
 
 
 @pytest_twisted.ensureDeferred
 async def test_node_status_accepts_the_registry_enum(store):
     from pcnet.net.registry import NodeStatus
 
-    await store.register_node("device", "mfd-1", "d", status=NodeStatus.PENDING)
+    await store.node_hello("device", "mfd-1", "d", auto_approve=True)
+    node = await store.set_node_status("mfd-1", NodeStatus.PENDING)
+    assert NodeStatus(node.status) is NodeStatus.PENDING
     node = await store.set_node_status("mfd-1", NodeStatus.APPROVED)
     assert NodeStatus(node.status) is NodeStatus.APPROVED

@@ -95,6 +95,21 @@ def drop_postgres_database(dsn: str) -> None:
         conn.close()
 
 
+def postgres_url(dsn: str, *, password: str | None = None) -> str:
+    """The `postgresql://` URL of a libpq address (what pcnet's configuration takes), with
+    `password` written into it if given."""
+    from urllib.parse import quote
+
+    from psycopg2 import extensions
+
+    p = extensions.parse_dsn(dsn)
+    user = quote(p.get("user", "postgres"), safe="")
+    if password is not None:
+        user += ":" + quote(password, safe="")
+    return (f"postgresql://{user}@{p.get('host', '127.0.0.1')}:{p.get('port', '5432')}"
+            f"/{p['dbname']}")
+
+
 @contextlib.contextmanager
 def postgres_database(prefix: str = "pcnet_test"):
     """A fresh database for the duration of the block."""

@@ -85,7 +85,9 @@ def test_money_takes_strings_and_integers_never_floats():
     assert "4 decimal places" in refused(m, "0.00001").message
     assert "not an amount" in refused(m, "abc").message
     assert "not an amount" in refused(m, "NaN").message
-    assert "above the maximum" in refused(m, "1e10").message
+    assert "above the maximum" in refused(m, "10000000000").message
+    for written in (" 5 ", "1_000", "+5", "1E+3", "1e10", "\u0663", "5\n"):
+        assert "not an amount" in refused(m, written).message, written
     refused(m, True)
     refused(m, 10 ** 30)
     refused(m, [])
@@ -118,6 +120,15 @@ def test_timestamp_needs_a_zone_but_takes_a_plain_date_as_utc():
     assert t.parse("2025-01-31", "since").isoformat() == "2025-01-31T00:00:00+00:00"
     assert "time zone" in refused(t, "2025-01-31T08:00:00", "since").message
     refused(t, "yesterday", "since")
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-23:59",
+                                  "0001-01-01T03:00:00+23:59", "2025-01-31T08:00:00+24:00"])
+def test_timestamps_that_fall_outside_the_calendar_in_utc_are_refused(text):
+    """An offset pushing a time before year 1 or after 9999 once in UTC is an input error, not
+    an OverflowError (which was a 500)."""
+    message = refused(Timestamp(), text, "since").message
+    assert message.startswith("since: ")
 
 
 def test_ref_in_json_and_in_urls():

@@ -43,6 +43,7 @@ from .test_printers import (  # noqa: F401
     test_rename_keeps_the_id_and_patch_merges_cost_model_and_filters,
 )
 from .test_quotas_tokens import (  # noqa: F401
+    test_node_invitation_fields_are_checked,
     test_nodes_list_approve_reject,
     test_quota_lifecycle,
     test_tokens_create_list_revoke,

@@ -1,4 +1,4 @@
-"""Quota schedules and API tokens through the admin API."""
+"""Quota schedules, API tokens and node enrolment through the admin API."""
 
 from pytest_twisted import ensureDeferred
 
@@ -69,20 +69,85 @@ async def test_tokens_only_for_enabled_administrators(client):
     assert r.status == 201 and r.json["api_token"]["user_id"] is None
 
 
+class Peer:
+    def __init__(self, host):
+        self.host, self.port = host, 4000
+
+
 @ensureDeferred
-async def test_nodes_list_approve_reject(client, store):
-    await store.register_node("provider", "print01", "digest-1", "10.0.0.5")
-    await store.register_node("site", "site-north", "digest-2", "10.1.0.1")
+async def test_nodes_list_approve_reject(client, api, clock):
+    """Invite (a one-time code, shown once), enrol through the registry, list, approve, reject,
+    delete (which frees the name: it used to answer 405)."""
+    from pcnet.net.registry import NodeStatus
+
+    r = await client.post("/node-invitations", {"name": "print01"})
+    assert r.status == 201, r.json
+    code, invitation = r.json["code"], r.json["invitation"]
+    assert invitation == {"name": "print01", "role": "provider", "approve": True,
+                          "created_at": "2025-03-12T10:00:00Z", "expires_at": "2025-03-13T10:00:00Z",
+                          "expired": False}
+    r = await client.post("/node-invitations", {"name": "site-north", "role": "site", "expires_hours": 2})
+    site_code = r.json["code"]
+    assert r.json["invitation"]["approve"] is False and r.json["invitation"]["expires_at"] == "2025-03-12T12:00:00Z"
+    listed = await client.get("/node-invitations")
+    assert [i["name"] for i in listed.json["items"]] == ["print01", "site-north"]
+    assert code.encode() not in listed.raw and site_code.encode() not in listed.raw
+
+    assert await api.nodes.check("provider", "print01", "cred-1", Peer("10.0.0.5"), code) is NodeStatus.APPROVED
+    assert await api.nodes.check("site", "site-north", "cred-2", Peer("10.1.0.1"), site_code) is NodeStatus.PENDING
+    assert (await client.get("/node-invitations")).json["items"] == []
     listed = (await client.get("/nodes", params={"status": "pending"})).json
-    assert [n["name"] for n in listed["items"]] == ["print01", "site-north"]
-    assert listed["items"][0] == {**listed["items"][0], "role": "provider", "status": "pending",
-                                  "address": "10.0.0.5", "approved_at": None}
-    assert b"digest" not in (await client.get("/nodes")).raw
-    r = await client.post("/nodes/print01/approve")
+    assert [n["name"] for n in listed["items"]] == ["site-north"]
+    assert listed["items"][0] == {**listed["items"][0], "role": "site", "status": "pending",
+                                  "address": "10.1.0.1", "approved_at": None}
+    assert b"cred" not in (await client.get("/nodes")).raw
+    r = await client.post("/nodes/site-north/approve")
     assert r.status == 200 and r.json["status"] == "approved" and r.json["approved_at"].endswith("Z")
-    r = await client.post("/nodes/site-north/reject")
+    r = await client.post("/nodes/print01/reject")
     assert r.status == 200 and r.json["status"] == "rejected"
-    assert (await client.get("/nodes/print01")).json["status"] == "approved"
+    assert (await client.get("/nodes/site-north")).json["status"] == "approved"
     assert [n["name"] for n in (await client.get("/nodes", params={"status": "pending"})).json["items"]] == []
     assert (await client.post("/nodes/nobody/approve")).status == 404
     assert (await client.get("/nodes", params={"status": "maybe"})).status == 400
+
+    assert (await client.delete("/nodes/print01")).status == 204
+    assert (await client.get("/nodes/print01")).status == 404
+    assert (await client.delete("/nodes/print01")).status == 404
+    assert await api.nodes.check("provider", "print01", "cred-1", Peer("10.0.0.5")) is NodeStatus.REJECTED
+
+    # Invitations expire; they can be withdrawn; a name of another role must be deleted first.
+    r = await client.post("/node-invitations", {"name": "mfd-1", "role": "device", "expires_hours": 1})
+    clock.advance(3601)
+    (item,) = (await client.get("/node-invitations")).json["items"]
+    assert item["name"] == "mfd-1" and item["expired"] is True
+    assert await api.nodes.check("device", "mfd-1", "c", Peer("10.2.0.1"), r.json["code"]) is NodeStatus.REJECTED
+    assert (await client.delete("/node-invitations/mfd-1")).status == 204
+    assert (await client.delete("/node-invitations/mfd-1")).status == 404
+    r = await client.post("/node-invitations", {"name": "site-north", "role": "provider"})
+    assert r.status == 409, r.json
+
+
+@ensureDeferred
+async def test_node_invitation_fields_are_checked(client):
+    for body, field in (({}, "name"), ({"name": "has space"}, "name"), ({"name": "a/b"}, "name"),
+                        ({"name": "x" * 256}, "name"), ({"name": "p", "role": "printer"}, "role"),
+                        ({"name": "p", "expires_hours": 0}, "expires_hours"),
+                        ({"name": "p", "expires_hours": 24 * 31}, "expires_hours"),
+                        ({"name": "p", "approve": "yes"}, "approve")):
+        r = await client.post("/node-invitations", body)
+        assert r.status == 400 and r.error["field"] == field, (body, r.json)
+
+
+@ensureDeferred
+async def test_out_of_range_times_are_a_400_on_every_time_input(client):
+    """Offsets that push a time out of the calendar in UTC were an OverflowError (500)."""
+    await client.post("/groups", {"name": "staff"})
+    quota = (await client.post("/quotas", {"group": "staff", "amount": "5", "period": "weekly"})).json
+    for bad in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-23:59"):
+        for key in ("since", "until"):
+            r = await client.get("/jobs", params={key: bad})
+            assert r.status == 400 and r.error["field"] == key, r.json
+        r = await client.patch(f"/quotas/{quota['id']}", {"next_due_at": bad})
+        assert r.status == 400 and r.error["field"] == "next_due_at", r.json
+    r = await client.patch(f"/quotas/{quota['id']}", {"next_due_at": "9999-12-31T23:59:59Z"})
+    assert r.status == 200 and r.json["next_due_at"] == "9999-12-31T23:59:59Z"

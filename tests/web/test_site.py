@@ -43,3 +43,32 @@ def test_chunked_body_growing_past_limit_is_refused():
     assert transport.value().startswith(b"HTTP/1.1 413")
     assert b"got" not in transport.value()
     assert transport.disconnecting
+
+
+def test_the_access_log_keeps_query_keys_but_never_their_values():
+    """Tokens sent in a URL (or in the page a link came from) must not reach the access log."""
+    import io
+
+    log = io.StringIO()
+    site = PcnetSite(Echo())
+    site.logFile = log
+    protocol = site.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"POST /api/v1/jobs?token=S3CRET-1&since=2025-01-01&flag HTTP/1.1\r\n"
+                          b"Host: x\r\nReferer: https://h/page?password=S3CRET-2#top\r\n"
+                          b"Content-Length: 0\r\n\r\n")
+    line = log.getvalue()
+    assert '"POST /api/v1/jobs?token&since&flag HTTP/1.1" 200' in line
+    assert '"https://h/page?password"' in line
+    assert "S3CRET" not in line and "2025-01-01" not in line
+
+
+def test_query_values_are_dropped_from_odd_uris_too():
+    from pcnet.web.site import without_query_values
+
+    assert without_query_values(b"/p") == b"/p"
+    assert without_query_values(b"/p?") == b"/p?"
+    assert without_query_values(b"/p?a=1&&b=2=3#f=4") == b"/p?a&b"
+    assert without_query_values(b"/p#frag?x=1") == b"/p"
+    assert without_query_values(b"/p?" + b"k" * 100 + b"=v") == b"/p?" + b"k" * 64
