@@ -20,7 +20,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pcnet.errors import ConfigError
-from pcnet.store._records import NODE_STATUSES, Change, Node, PrinterName
+from pcnet.store._records import (
+    NODE_STATUSES,
+    QUARANTINE_STATES,
+    Change,
+    Node,
+    PrinterName,
+    QuarantinedEntry,
+)
 from pcnet.store._store import Store
 
 __all__ = [
@@ -29,6 +36,8 @@ __all__ = [
     "Change",
     "Node",
     "PrinterName",
+    "QUARANTINE_STATES",
+    "QuarantinedEntry",
     "Store",
     "open_store",
 ]

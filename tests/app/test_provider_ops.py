@@ -208,7 +208,7 @@ def test_offline_jobs_are_charged_without_the_guard_exactly_once(w):
     run(w.store.apply_ledger_entry(_entry(w, D("-9.9000"))))
     job = dict(w.job(pages=4, colour=1), printed_at=1_700_000_000.5)
     first = w.call("job.offline", **job)
-    assert first == {"status": "printed", "cost": "0.8000", "charged": True}
+    assert first == {"status": "printed", "cost": "0.8000", "charged": True, "problem": ""}
     assert w.balance() == D("-0.7000")  # below zero: it printed, it is charged
     w.call("job.offline", **job)  # replayed again
     assert w.balance() == D("-0.7000")
