@@ -284,9 +284,9 @@ class HeldJobs(_JsonDirectory):
 
 
 class PrinterCache:
-    """What the server said about each managed queue (id, hold mode, failure mode, pdl), kept on
-    disk so that a provider restarted while its server is down still applies each printer's
-    failure mode."""
+    """What the server said about each managed queue (id, hold mode, failure mode, pdl, the job
+    limits), kept on disk so that a provider restarted while its server is down still applies
+    each printer's failure mode and refuses a job over the limits."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)

@@ -17,3 +17,19 @@ def tracebacks():
     globalLogPublisher.addObserver(observe)
     yield seen
     globalLogPublisher.removeObserver(observe)
+
+
+@pytest.fixture
+def logged():
+    """Every log event while the test runs, as (namespace, level name, formatted text)."""
+    from twisted.logger import formatEvent
+
+    seen = []
+
+    def observe(event):
+        level = event.get("log_level")
+        seen.append((event.get("log_namespace"), level.name if level else None, formatEvent(event)))
+
+    globalLogPublisher.addObserver(observe)
+    yield seen
+    globalLogPublisher.removeObserver(observe)

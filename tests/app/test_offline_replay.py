@@ -132,9 +132,10 @@ UNTOUCHED = {"alice": D("10.0000"), "bob": D("10.0000"), "physics": D(0), "maths
 
 
 @pytest_twisted.ensureDeferred
-async def test_huge_copies_printed_offline_are_recorded_with_their_problem_not_charged(store, tmp_path):
+async def test_huge_copies_printed_offline_are_recorded_with_their_problem_not_charged(
+        store, tmp_path, logged):
     """4,294,967,295 copies (a PWG NumCopies) replayed: once charged 429,496,729.50 on SQLite and
-    an `internal` failure on PostgreSQL; now recorded, flagged, listed and not charged."""
+    an `internal` failure on PostgreSQL; now recorded, flagged, listed, logged, not charged."""
     r = await Replay().build(store, tmp_path)
     uuid = r.entry(copies=4_294_967_295, pages=1, colour_pages=0)
     assert await r.flush() == 1
@@ -147,6 +148,8 @@ async def test_huge_copies_printed_offline_are_recorded_with_their_problem_not_c
     assert job.created_at.timestamp() == PRINTED_AT
     assert list(await r.problems()) == [uuid]
     assert await r.balances() == UNTOUCHED
+    assert [text for ns, level, text in logged if ns == "pcnet.app.jobs" and level == "warn"
+            and uuid in text and job.problem in text]
 
 
 @pytest_twisted.ensureDeferred
