@@ -277,7 +277,8 @@ class JobService:
         if stored.status in (JobStatus.HELD, JobStatus.RELEASED):
             # The server held this uuid before the provider gave up waiting, but the job
             # printed: it is charged as printed now.
-            stored, txn = await self.charge_printed(stored, printer, origin=origin, reason=OFFLINE_REASON)
+            stored, txn = await self.charge_printed(stored, printer, origin=origin,
+                                                    reason=OFFLINE_REASON)
         elif stored.status is not JobStatus.PRINTED:
             # Decided (denied) before the provider gave up waiting; a decided job's record is
             # final, so the print is logged for an administrator, not charged.
@@ -291,7 +292,7 @@ class JobService:
             self.directory.saw_transaction(txn)
         return stored, txn
 
-    # --- held jobs ---------------------------------------------------------------------------------
+    # --- held jobs -------------------------------------------------------------------------------
 
     def check_release(self, job: JobRecord, target: Printer) -> Deferred:
         """May held `job` be released to print on `target` now? Fires with the Decision (print,

@@ -284,7 +284,8 @@ class ProviderOps:
                 queues.append((_str(item, "queue", limit=255),
                                _str(item, "location", required=False, limit=255)))
             except InvalidInput as e:
-                raise InvalidInput(f"printers[{i}].{e.message}", field=f"printers[{i}].{e.field}") from None
+                raise InvalidInput(f"printers[{i}].{e.message}",
+                                   field=f"printers[{i}].{e.field}") from None
         # Every item checked before any is registered: a bad one changes nothing.
         out = []
         for queue, location in queues:
@@ -402,10 +403,11 @@ class ProviderOps:
                       "{code}: {message}", node=node, key=key, kind=kind, uuid=job_uuid or "?",
                       code=error_code, message=error_message)
         else:
-            log.info("provider {node!r} replayed quarantined journal entry {key}", node=node, key=key)
+            log.info("provider {node!r} replayed quarantined journal entry {key}", node=node,
+                     key=key)
         return {"id": entry.id, "state": entry.state}
 
-    # --- quarantined journal entries: what the admin API does ----------------------------------------
+    # --- quarantined journal entries: what the admin API does ------------------------------------
 
     def retry_quarantined(self, entry_id: int) -> Deferred:
         """Ask the provider holding a quarantined entry to put it back in its journal (see

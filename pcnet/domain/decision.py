@@ -160,7 +160,7 @@ def decide(job: JobRequest, printer: Printer, user: User, account: Account | Non
     return Decision(JobAction.PRINT, cost, "", account_id)
 
 
-# --- jobs that printed while no server answered ----------------------------------------------------
+# --- jobs that printed while no server answered ------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,8 @@ def settle_offline(job: JobRequest, printer: Printer, user: User | None, account
     if not problems:
         return OfflineSettlement(account.id, cost, "", charged_job)
     if policy is OfflinePolicy.FLAG:
-        return OfflineSettlement(None, cost, "; ".join(problems) + "; not charged (offline policy flag)",
+        return OfflineSettlement(None, cost,
+                                 "; ".join(problems) + "; not charged (offline policy flag)",
                                  charged_job)
     if target is None:
         return OfflineSettlement(None, cost, "; ".join(problems) + "; not charged: no account "

@@ -92,7 +92,7 @@ class OfflineJournal(_JsonDirectory):
         self.quarantine_dir = self.directory / "quarantine"
         self.quarantine_dir.mkdir(exist_ok=True, mode=0o700)
         self._adopt_rejected()
-        keys = [k for k, _ in self._load_all()] + [k for k, _ in self._load_all(self.quarantine_dir)]
+        keys = [k for k, _ in self._load_all() + self._load_all(self.quarantine_dir)]
         self._next = max((_sequence(k) for k in keys), default=0) + 1
 
     def _adopt_rejected(self) -> None:
@@ -205,8 +205,8 @@ class OfflineJournal(_JsonDirectory):
             return False
         if not isinstance(entry, dict) or entry.get("state") != "quarantined":
             return False
-        write_durably(path, _dumps({"kind": entry.get("kind", ""), "record": entry.get("record", {}),
-                                    "retried": True}))
+        back = {"kind": entry.get("kind", ""), "record": entry.get("record", {}), "retried": True}
+        write_durably(path, _dumps(back))
         remove_durably(kept)
         return True
 

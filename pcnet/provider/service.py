@@ -633,7 +633,8 @@ class PrintProvider:
             if not self.link.up:
                 return
             try:
-                await self.link.request("journal.quarantined", timeout=max(30.0, self.decision_timeout),
+                await self.link.request("journal.quarantined",
+                                        timeout=max(30.0, self.decision_timeout),
                                         **_quarantine_report(key, entry))
             except _NO_ANSWER:
                 return

@@ -249,8 +249,8 @@ def node_from_row(row) -> Node:
                 credential_hash=row[6])
 
 
-QUARANTINE_COLUMNS = ("id, node, entry_key, kind, job_uuid, error_code, error_message, record, state,"
-                      " quarantined_at, reported_at, updated_at")
+QUARANTINE_COLUMNS = ("id, node, entry_key, kind, job_uuid, error_code, error_message, record,"
+                      " state, quarantined_at, reported_at, updated_at")
 
 
 def quarantined_from_row(row) -> QuarantinedEntry:

@@ -11,8 +11,8 @@ round trip per charged job, and PostgreSQL groups the commits of concurrent conn
 shared WAL flushes by itself. When the store is busy it batches: at most `record_job_slots`
 record_job statements are in flight, and the calls that arrive meanwhile wait, to go together
 (up to MAX_BATCH) as ONE call of `pcnet_record_jobs` (second migration, re-created by the third)
-as soon as a statement comes back, each job in its own subtransaction. It is the shape of the SQLite engine's group commit: whoever is free takes
-everything queued.
+as soon as a statement comes back, each job in its own subtransaction. It is the shape of the
+SQLite engine's group commit: whoever is free takes everything queued.
 
 A connection that dies (server restart, fail-over) is reconnected in the background by
 txpostgres's `DeadConnectionDetector`; meanwhile calls fail at once with `StoreUnavailable`

@@ -367,7 +367,7 @@ class Store:
     def set_node_status(self, name, status):
         return self._run(q.set_node_status, self._now(), name, enum_value(status))
 
-    # --- journal entries quarantined by providers --------------------------------------------------
+    # --- journal entries quarantined by providers ------------------------------------------------
 
     @_deferred
     async def report_quarantined(self, node, key, *, kind, job_uuid="", error_code, error_message,

@@ -331,9 +331,11 @@ def node_json(node) -> dict:
 QUARANTINED_ENTRY = _schema("QuarantinedEntry", _obj({
     "id": INT, "node": STR, "key": STR, "kind": STR, "job_uuid": STR,
     "error": _obj({"code": STR, "message": STR}),
-    "record": {"type": "object", "description": "the entry's fields, as the print server holds them"},
+    "record": {"type": "object",
+               "description": "the entry's fields, as the print server holds them"},
     "state": {"type": "string", "enum": list(QUARANTINE_STATES)},
-    "quarantined_at": _nullable(TIME), "reported_at": _nullable(TIME), "updated_at": _nullable(TIME),
+    "quarantined_at": _nullable(TIME), "reported_at": _nullable(TIME),
+    "updated_at": _nullable(TIME),
 }, "a journal entry a print server set aside, with the error it got"))
 
 
