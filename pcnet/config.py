@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from pcnet.domain.model import JobLimits, OfflinePolicy
 from pcnet.errors import ConfigError
 
 
@@ -72,6 +73,15 @@ def _choice(*options):
     return check
 
 
+def _count(ceiling):
+    def check(v):
+        return None if 1 <= v <= ceiling else f"must be from 1 to {ceiling}"
+    return check
+
+
+_LIMITS = JobLimits()
+
+
 SCHEMA: dict[str, dict[str, Key]] = {
     "server": {
         "name": Key(str, "app", "this node's name, shown in logs and recorded as the origin of its transactions"),
@@ -104,6 +114,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "jobs": {
         "hold_expiry_hours": Key((int, float), 24, "held jobs not released within this time expire", _positive),
         "expiry_check_interval": Key((int, float), 60, "seconds between checks for expired held jobs", _positive),
+        "max_copies": Key(int, _LIMITS.max_copies,
+                          "a job claiming more copies is denied (CUPS's own default limit)",
+                          _count(JobLimits.CEILING["max_copies"])),
+        "max_pages": Key(int, _LIMITS.max_pages, "a job with more pages per copy is denied",
+                         _count(JobLimits.CEILING["max_pages"])),
+        "max_total_pages": Key(int, _LIMITS.max_total_pages,
+                               "a job of more pages x copies is denied (a day of a fast device)",
+                               _count(JobLimits.CEILING["max_total_pages"])),
+        "offline_policy": Key(str, OfflinePolicy.FLAG.value,
+                              "a job printed while no server answered that breaks the limits or "
+                              "the account rules: flag (charge nothing) or charge-at-limits",
+                              _choice(*(p.value for p in OfflinePolicy))),
     },
 }
 
@@ -129,6 +151,12 @@ class Config:
     def data_path(self, relative: str) -> Path:
         """A path from the config, relative to the data directory unless absolute."""
         return (self.data_dir / relative).resolve()
+
+    @property
+    def job_limits(self) -> JobLimits:
+        j = self["jobs"]
+        return JobLimits(max_copies=j["max_copies"], max_pages=j["max_pages"],
+                         max_total_pages=j["max_total_pages"])
 
     @property
     def database_url(self) -> str:

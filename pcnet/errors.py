@@ -29,9 +29,20 @@ class ConfigError(PcnetError):
 
 
 class InvalidInput(PcnetError):
-    """A request's content is malformed or out of range."""
+    """A request's content is malformed or out of range; `field` names the field at fault
+    (a dotted path) when one is."""
 
     code = "invalid"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
+        super().__init__(message, code=code)
+        self.field = field
+
+    def to_json(self) -> dict:
+        out = super().to_json()
+        if self.field:
+            out["field"] = self.field
+        return out
 
 
 class NotFound(PcnetError):
@@ -44,6 +55,13 @@ class Conflict(PcnetError):
 
     code = "conflict"
     http_status = 409
+
+
+class JobDenied(Conflict):
+    """The job rules refuse what was asked (e.g. releasing a held job whose account the user may
+    no longer charge); the message holds the deny reason."""
+
+    code = "denied"
 
 
 class Unauthorized(PcnetError):

@@ -164,9 +164,9 @@ class IStore(Interface):
         """JobRecord by uuid (NotFound)."""
 
     def list_jobs(offset=0, limit=100, *, user_id=None, printer_id=None, account_id=None,
-                  status=None, since=None, until=None):
+                  status=None, since=None, until=None, problem=None):
         """(list[JobRecord], total) newest first, filtered; `since` inclusive, `until`
-        exclusive."""
+        exclusive; `problem` True: only jobs with a problem, False: only jobs without."""
 
     def find_duplicate_job(user_id, printer_id, document_name, pages, since):
         """True if a printed or held job with the same user, printer, document name and page
@@ -243,6 +243,21 @@ class IStore(Interface):
 
     def delete_node(name):
         """Forget a node, freeing its name for a new enrolment (NotFound)."""
+    # --- journal entries quarantined by Print Providers ------------------------------------
+    def report_quarantined(node, key, *, kind, job_uuid="", error_code, error_message, record,
+                           state="quarantined", quarantined_at=None):
+        """Record (or refresh: one row per `(node, key)`) a provider's report of a journal
+        entry it set aside; `record` is the entry's fields (a JSON-able dict), `state` one of
+        pcnet.store.QUARANTINE_STATES. Returns the pcnet.store.QuarantinedEntry."""
+
+    def get_quarantined(entry_id):
+        """pcnet.store.QuarantinedEntry by id (NotFound)."""
+
+    def list_quarantined(offset=0, limit=100, *, node=None, state=None):
+        """(list[QuarantinedEntry], total), newest report first."""
+
+    def set_quarantined_state(entry_id, state):
+        """Move a quarantined entry to another state (e.g. "retrying"). Returns it (NotFound)."""
 
     # --- change feed (for Site Server replicas) -------------------------------------------
     def changes_since(seq, limit=1000):

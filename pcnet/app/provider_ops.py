@@ -11,20 +11,33 @@ Providers call (docs/provider.md has the fields):
 - `job.printed`: a released held job printed: it is charged now, with the cost model of the
   printer it printed on (a Find-Me job: the release target), and never twice;
 - `job.offline`: a job the provider printed while no server answered (failure mode
-  `print-log-later`), replayed from its journal: recorded and charged without the balance guard
-  (it has printed), idempotent on the uuid;
-- `job.status`: where a held job stands (a provider catching up after an outage).
+  `print-log-later`), replayed from its journal: `JobService.record_offline` applies the same
+  validation, job limits and account rules as a live decision; a job that passes is charged
+  without the balance guard (it has printed), one that does not is recorded with its problem
+  and charged as `[jobs] offline_policy` says; idempotent on the uuid;
+- `job.status`: where a held job stands (a provider catching up after an outage);
+- `journal.quarantined`: a journal entry the provider set aside (the server refused it, or
+  failed on it), or one it replayed at last after a retry, so that administrators see it in
+  `GET /api/v1/journal-quarantine` without logging onto the print server.
 
-The server pushes `job.release` (with `target_queue` / `target_printer_id` for Find-Me) and
-`job.cancel` to the provider that holds a job. Charging happens when a job prints, never when it
-is held: a held job is recorded `held` with its expected cost and no charge.
+The server pushes `job.release` (with `target_queue` / `target_printer_id` for Find-Me),
+`job.cancel` and `journal.retry` (an administrator asked for a quarantined entry to be sent
+again) to the provider concerned. Charging happens when a job prints, never when it is held: a
+held job is recorded `held` with its expected cost and no charge.
+
+Every field of every operation is checked before it reaches the store: a wrong type, a number
+outside what the job log holds, text with a NUL character or a lone surrogate (neither engine
+can store them), an over-long string or an impossible time is an `invalid` error reply naming
+the field, never `internal`.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
+import re
 import uuid as uuidlib
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from twisted.application.internet import TimerService
@@ -34,11 +47,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pcnet.app.jobs import JobService, describe, utcnow
-from pcnet.domain.cost import job_cost
 from pcnet.domain.enrolment import DEFAULT_CODE_HOURS, approves_by_default, new_enrolment_code
-from pcnet.domain.ledger import can_charge
 from pcnet.domain.secrets import hash_token
 from pcnet.domain.model import (
+    MAX_COUNT,
     FailureMode,
     HoldMode,
     JobRecord,
@@ -46,7 +58,7 @@ from pcnet.domain.model import (
     JobStatus,
     Printer,
 )
-from pcnet.errors import Conflict, Forbidden, InsufficientFunds, InvalidInput, NotFound, PcnetError
+from pcnet.errors import Conflict, Forbidden, InvalidInput, NotFound, PcnetError
 from pcnet.interfaces import INodeRegistry
 from pcnet.money import format_money
 from pcnet.net.line import LinkDown, Operations, RemoteError
@@ -67,59 +79,112 @@ class ProviderOffline(PcnetError):
 
 # --- request fields ------------------------------------------------------------------------------
 
+#: How far past the server's clock a provider's timestamp may be (clock skew between hosts);
+#: anything later is not a time at which a job printed.
+MAX_CLOCK_AHEAD = 86_400.0
+
+#: The most a quarantined entry's record may hold, as JSON (an entry is one job's fields).
+MAX_QUARANTINED_RECORD = 64 * 1024
+
+_ENTRY_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+def _storable(value: str) -> bool:
+    """Can both engines store this text? PostgreSQL refuses NUL characters, and a lone
+    surrogate (JSON's "\\ud800") is not UTF-8 at all."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 def _str(msg: dict, key: str, *, required: bool = True, default: str = "", limit: int = 1000) -> str:
     value = msg.get(key, None)
     if value is None or value == "":
         if required:
-            raise InvalidInput(f"{key}: required")
+            raise InvalidInput(f"{key}: required", field=key)
         return default
     if not isinstance(value, str) or len(value) > limit:
-        raise InvalidInput(f"{key}: expected a string of at most {limit} characters")
+        raise InvalidInput(f"{key}: expected a string of at most {limit} characters", field=key)
+    if not _storable(value):
+        raise InvalidInput(f"{key}: must be UTF-8 text without NUL characters", field=key)
     return value
 
 
-def _int(msg: dict, key: str, *, default: int | None = None, minimum: int = 0) -> int:
+def _int(msg: dict, key: str, *, default: int | None = None, minimum: int = 0,
+         maximum: int = MAX_COUNT) -> int:
     value = msg.get(key, default)
-    if type(value) is not int or value < minimum:
-        raise InvalidInput(f"{key}: expected an integer >= {minimum}")
+    if type(value) is not int or not minimum <= value <= maximum:
+        raise InvalidInput(f"{key}: expected a whole number from {minimum} to {maximum}", field=key)
     return value
 
 
-def _uuid(msg: dict) -> str:
-    value = _str(msg, "uuid", limit=64)
+def _id(msg: dict, key: str) -> int | None:
+    """An optional record id: a positive integer the store can hold."""
+    if msg.get(key) is None:
+        return None
+    return _int(msg, key, minimum=1)
+
+
+def _bool(msg: dict, key: str, default: bool = False) -> bool:
+    value = msg.get(key, default)
+    if type(value) is not bool:
+        raise InvalidInput(f"{key}: expected true or false", field=key)
+    return value
+
+
+def _uuid(msg: dict, key: str = "uuid") -> str:
+    value = _str(msg, key, limit=64)
     try:
         return str(uuidlib.UUID(value))
     except ValueError:
-        raise InvalidInput(f"uuid: {value!r} is not a UUID") from None
+        raise InvalidInput(f"{key}: {value!r} is not a UUID", field=key) from None
 
 
-def _job_request(msg: dict, printer: Printer, node: str) -> JobRequest:
-    duplex = msg.get("duplex", False)
-    if type(duplex) is not bool:
-        raise InvalidInput("duplex: expected true or false")
-    account_id = msg.get("account_id")
-    if account_id is not None and type(account_id) is not int:
-        raise InvalidInput("account_id: expected an integer")
-    return JobRequest(
+def _timestamp(msg: dict, key: str, now: float) -> datetime | None:
+    """An optional time in seconds since the epoch: after the epoch and not in the future
+    (beyond `MAX_CLOCK_AHEAD` of clock skew)."""
+    value = msg.get(key)
+    if value is None:
+        return None
+    if (type(value) not in (int, float) or not math.isfinite(value) or value <= 0
+            or value > now + MAX_CLOCK_AHEAD):
+        raise InvalidInput(f"{key}: expected seconds since the epoch, not later than the "
+                           "server's clock (give or take a day)", field=key)
+    return datetime.fromtimestamp(value, tz=timezone.utc)
+
+
+def _printer_ref(msg: dict) -> tuple[int | None, str]:
+    """The printer a request names: `printer_id`, else `queue` (both checked if given)."""
+    printer_id = _id(msg, "printer_id")
+    return printer_id, _str(msg, "queue", required=printer_id is None, limit=255)
+
+
+def _job_request(msg: dict, node: str) -> dict:
+    """A job's fields, all checked (the printer's id is added once it is found)."""
+    return dict(
         username=_str(msg, "user", limit=255),
-        printer_id=printer.id,
         pages=_int(msg, "pages"),
         colour_pages=_int(msg, "colour_pages", default=0),
-        duplex=duplex,
+        duplex=_bool(msg, "duplex"),
         copies=_int(msg, "copies", default=1, minimum=1),
         paper_size=_str(msg, "paper_size", required=False, default="A4", limit=64),
         document_name=_str(msg, "document_name", required=False, limit=255),
-        account_id=account_id,
+        account_id=_id(msg, "account_id"),
         client=node,
         uuid=_uuid(msg),
     )
 
 
-def printer_info(p: Printer) -> dict:
-    """What a provider learns about one of its printers."""
+def printer_info(p: Printer, limits) -> dict:
+    """What a provider learns about one of its printers; `limits` (the server's `JobLimits`)
+    let it refuse an over-limit job while no server answers."""
     return {"queue": p.queue, "id": p.id, "name": p.name, "hold_mode": p.hold_mode.value,
-            "failure_mode": p.failure_mode.value, "pdl": p.pdl, "disabled": p.disabled}
+            "failure_mode": p.failure_mode.value, "pdl": p.pdl, "disabled": p.disabled,
+            "limits": limits.to_json()}
 
 
 def held_job_json(job: JobRecord, printer: Printer | None = None) -> dict:
@@ -170,6 +235,7 @@ class ProviderOps:
             ("job.printed", self.op_job_printed),
             ("job.offline", self.op_job_offline),
             ("job.status", self.op_job_status),
+            ("journal.quarantined", self.op_journal_quarantined),
         ):
             ops.register(name, _handler(method))
         return ops
@@ -183,11 +249,10 @@ class ProviderOps:
         return session.node
 
     async def _printer_for(self, node: str, msg: dict) -> Printer:
-        printer_id = msg.get("printer_id")
-        if type(printer_id) is int:
+        printer_id, queue = _printer_ref(msg)
+        if printer_id is not None:
             printer = await self.jobs.directory.printer(printer_id)
         else:
-            queue = _str(msg, "queue", limit=255)
             printer = await self.store.find_printer(node, queue)
             if printer is None:
                 raise NotFound(f"no printer for queue {queue!r} on {node!r}: register it first")
@@ -206,42 +271,32 @@ class ProviderOps:
         return sorted({node for sessions in self._session_maps for role, node in sessions
                        if role == "provider"})
 
-    async def _charge_printed(self, job: JobRecord, printer: Printer, *, origin: str,
-                              reason: str) -> tuple[JobRecord, object]:
-        """Move a job to printed on `printer`, charged with its cost model (unguarded: it has
-        printed). For a Find-Me job that is the printer it was released at, so the job log shows
-        where it printed and what it cost there."""
-        cost = job_cost(printer.cost_model, pages=job.pages, colour_pages=job.colour_pages,
-                        duplex=job.duplex, copies=job.copies, paper_size=job.paper_size)
-        charge = None
-        if job.account_id is not None and cost:
-            now = utcnow(self.clock)
-            charge = self.jobs.charge_for(replace(job, cost=cost), origin=origin, now=now)
-        stored, txn = await self.store.mark_job_printed(job.uuid, printer_id=printer.id, cost=cost,
-                                                        reason=reason, charge=charge, guard=False)
-        if txn is not None:
-            self.jobs.directory.saw_transaction(txn)
-        return stored, txn
-
     # --- pcnet/1 operations ------------------------------------------------------------------------
 
     async def op_printers_register(self, session, msg: dict) -> dict:
         node = self._provider_node(session)
         given = msg.get("printers")
         if not isinstance(given, list) or len(given) > 10_000:
-            raise InvalidInput("printers: expected a list")
-        out = []
-        for item in given:
+            raise InvalidInput("printers: expected a list of at most 10000", field="printers")
+        queues = []
+        for i, item in enumerate(given):
             if not isinstance(item, dict):
-                raise InvalidInput("printers: each item must be an object")
-            queue = _str(item, "queue", limit=255)
+                raise InvalidInput(f"printers[{i}]: expected an object", field=f"printers[{i}]")
+            try:
+                queues.append((_str(item, "queue", limit=255),
+                               _str(item, "location", required=False, limit=255)))
+            except InvalidInput as e:
+                raise InvalidInput(f"printers[{i}].{e.message}",
+                                   field=f"printers[{i}].{e.field}") from None
+        # Every item checked before any is registered: a bad one changes nothing.
+        out = []
+        for queue, location in queues:
             printer = await self.store.find_printer(node, queue)
             if printer is None:
-                location = _str(item, "location", required=False, limit=255)
                 printer = await self._create_printer(node, queue, location)
                 log.info("provider {node!r}: new printer {name!r} (id {id}) for queue {queue!r}",
                          node=node, name=printer.name, id=printer.id, queue=queue)
-            out.append(printer_info(printer))
+            out.append(printer_info(printer, self.jobs.limits))
         return {"printers": out}
 
     async def _create_printer(self, node: str, queue: str, location: str) -> Printer:
@@ -256,16 +311,20 @@ class ProviderOps:
 
     async def op_job_submit(self, session, msg: dict) -> dict:
         node = self._provider_node(session)
+        fields = _job_request(msg, node)
         printer = await self._printer_for(node, msg)
-        decision, record = await self.jobs.submit(_job_request(msg, printer, node), origin=node)
+        decision, record = await self.jobs.submit(JobRequest(printer_id=printer.id, **fields),
+                                                  origin=node)
         out = describe(decision)
         # The printer as it is now: the provider refreshes its cached failure mode from this.
-        out.update(uuid=record.uuid, status=record.status.value, printer=printer_info(printer))
+        out.update(uuid=record.uuid, status=record.status.value,
+                   printer=printer_info(printer, self.jobs.limits))
         return out
 
     async def op_job_printed(self, session, msg: dict) -> dict:
         node = self._provider_node(session)
         uuid = _uuid(msg)
+        printer_id = _id(msg, "printer_id")
         job = await self.store.get_job(uuid)
         if job.status is JobStatus.PRINTED:
             # Reported again (a replayed journal): charged once already, nothing more.
@@ -282,10 +341,10 @@ class ProviderOps:
                      uuid=uuid, node=node, status=job.status.value)
             return {"status": job.status.value, "cost": format_money(job.cost), "charged": False}
         target = held_on
-        if type(msg.get("printer_id")) is int and msg["printer_id"] != held_on.id:
+        if printer_id is not None and printer_id != held_on.id:
             target = await self._printer_for(node, msg)
         reason = "released" if target.id == held_on.id else f"Find-Me: released from {held_on.name}"
-        stored, txn = await self._charge_printed(job, target, origin=node, reason=reason)
+        stored, txn = await self.jobs.charge_printed(job, target, origin=node, reason=reason)
         self._releasing.discard(uuid)
         log.info("job {uuid} printed on {printer}: charged {cost}", uuid=uuid, printer=target.name,
                  cost=format_money(-txn.amount) if txn is not None else "nothing")
@@ -294,50 +353,13 @@ class ProviderOps:
 
     async def op_job_offline(self, session, msg: dict) -> dict:
         node = self._provider_node(session)
+        printed_at = _timestamp(msg, "printed_at", self.clock.seconds())
+        fields = _job_request(msg, node)
         printer = await self._printer_for(node, msg)
-        req = _job_request(msg, printer, node)
-        printed_at = msg.get("printed_at")
-        now = utcnow(self.clock)
-        if isinstance(printed_at, (int, float)) and not isinstance(printed_at, bool) and printed_at > 0:
-            created_at = datetime.fromtimestamp(printed_at, tz=timezone.utc)
-        else:
-            created_at = now
-        try:
-            user = await self.jobs.directory.user(req.username)
-        except NotFound:
-            user = None
-        account_id = None
-        if user is not None:
-            account_id = req.account_id if req.account_id is not None else user.personal_account_id
-        cost = job_cost(printer.cost_model, pages=req.pages, colour_pages=req.colour_pages,
-                        duplex=req.duplex, copies=req.copies, paper_size=req.paper_size)
-        reason = "printed while the server was unavailable"
-        if user is None:
-            reason += f"; unknown user {req.username}: not charged"
-        job = JobRecord(
-            uuid=req.uuid, user_id=user.id if user else None, username=req.username,
-            printer_id=printer.id, account_id=account_id, pages=req.pages,
-            colour_pages=req.colour_pages, duplex=req.duplex, copies=req.copies,
-            paper_size=req.paper_size, document_name=req.document_name, cost=cost,
-            status=JobStatus.PRINTED, reason=reason, client=node, origin=node,
-            created_at=created_at)
-        charge = None
-        if account_id is not None and cost:
-            charge = self.jobs.charge_for(job, origin=node, now=now)
-        stored, txn = await self.store.record_job(job, charge, guard=False)
-        if stored.status in (JobStatus.HELD, JobStatus.RELEASED):
-            # The server held this uuid before the provider gave up waiting, but the job
-            # printed: it is charged as printed now.
-            stored, txn = await self._charge_printed(stored, printer, origin=node, reason=reason)
-        elif stored.status is not JobStatus.PRINTED:
-            # Decided (denied) before the provider gave up waiting; a decided job's record is
-            # final, so the print is logged for an administrator, not charged.
-            log.warn("job {uuid} was {status} by the server but printed offline on {printer}",
-                     uuid=stored.uuid, status=stored.status.value, printer=printer.name)
-        if txn is not None:
-            self.jobs.directory.saw_transaction(txn)
+        stored, txn = await self.jobs.record_offline(JobRequest(printer_id=printer.id, **fields),
+                                                     printed_at=printed_at, origin=node)
         return {"status": stored.status.value, "cost": format_money(stored.cost),
-                "charged": txn is not None}
+                "charged": txn is not None, "problem": stored.problem}
 
     async def op_job_status(self, session, msg: dict) -> dict:
         node = self._provider_node(session)
@@ -346,6 +368,77 @@ class ProviderOps:
         if printer.server != node:
             raise Forbidden(f"job {job.uuid} is not held on {node!r}")
         return {"status": job.status.value}
+
+    async def op_journal_quarantined(self, session, msg: dict) -> dict:
+        """A provider reports a journal entry it set aside (`state` quarantined, with the error
+        it got) or one it replayed at last after a retry (`state` resolved)."""
+        node = self._provider_node(session)
+        key = _str(msg, "key", limit=128)
+        if not _ENTRY_KEY.match(key):
+            raise InvalidInput("key: expected letters, digits, '.', '_' or '-'", field="key")
+        kind = _str(msg, "kind", limit=64)
+        job_uuid = _uuid(msg) if msg.get("uuid") not in (None, "") else ""
+        error = msg.get("error")
+        if not isinstance(error, dict):
+            raise InvalidInput("error: expected an object with code and message", field="error")
+        try:
+            error_code = _str(error, "code", limit=64)
+            error_message = _str(error, "message", required=False, limit=2000)
+        except InvalidInput as e:
+            raise InvalidInput(f"error.{e.message}", field=f"error.{e.field}") from None
+        record = msg.get("record")
+        if not isinstance(record, dict):
+            raise InvalidInput("record: expected an object (the entry's fields)", field="record")
+        # Stored as ASCII JSON text: NULs and lone surrogates in it are escaped, not refused.
+        if len(json.dumps(record)) > MAX_QUARANTINED_RECORD:
+            raise InvalidInput(f"record: more than {MAX_QUARANTINED_RECORD} bytes as JSON",
+                               field="record")
+        state = _str(msg, "state", required=False, default="quarantined", limit=32)
+        if state not in ("quarantined", "resolved"):
+            raise InvalidInput("state: expected quarantined or resolved", field="state")
+        quarantined_at = _timestamp(msg, "quarantined_at", self.clock.seconds())
+        entry = await self.store.report_quarantined(
+            node, key, kind=kind, job_uuid=job_uuid, error_code=error_code,
+            error_message=error_message, record=record, state=state, quarantined_at=quarantined_at)
+        if state == "quarantined":
+            log.error("provider {node!r} quarantined journal entry {key} ({kind}, job {uuid}): "
+                      "{code}: {message}", node=node, key=key, kind=kind, uuid=job_uuid or "?",
+                      code=error_code, message=error_message)
+        else:
+            log.info("provider {node!r} replayed quarantined journal entry {key}", node=node,
+                     key=key)
+        return {"id": entry.id, "state": entry.state}
+
+    # --- quarantined journal entries: what the admin API does ------------------------------------
+
+    def retry_quarantined(self, entry_id: int) -> Deferred:
+        """Ask the provider holding a quarantined entry to put it back in its journal (see
+        `_retry_quarantined`); a Deferred of the pcnet.store.QuarantinedEntry."""
+        return Deferred.fromCoroutine(self._retry_quarantined(entry_id))
+
+    async def _retry_quarantined(self, entry_id: int):
+        """The provider moves the entry back into its journal and replays it at once, then
+        reports the outcome (`journal.quarantined`: resolved, or quarantined again with the new
+        error). Needs the provider connected."""
+        entry = await self.store.get_quarantined(entry_id)
+        if entry.state == "resolved":
+            raise Conflict(f"journal entry {entry.key} of {entry.node!r} was replayed already")
+        session = self._session(entry.node)
+        if session is None:
+            raise ProviderOffline(f"print server {entry.node!r} is not connected; retry the entry "
+                                  "when it is back")
+        try:
+            reply = await session.request("journal.retry", keys=[entry.key]).addTimeout(
+                PUSH_TIMEOUT, self.clock)
+        except (LinkDown, defer.TimeoutError) as e:
+            raise ProviderOffline(f"print server {entry.node!r} did not answer: {e}") from None
+        restored = reply.get("restored") if isinstance(reply, dict) else None
+        if not isinstance(restored, list) or entry.key not in restored:
+            raise Conflict(f"print server {entry.node!r} no longer holds journal entry "
+                           f"{entry.key} in quarantine")
+        log.info("asked provider {node!r} to retry journal entry {key}", node=entry.node,
+                 key=entry.key)
+        return await self.store.set_quarantined_state(entry.id, "retrying")
 
     # --- held jobs: what the admin API and the owners do ---------------------------------------------
 
@@ -391,18 +484,11 @@ class ProviderOps:
                 raise InvalidInput(f"printer_id: {target.name} speaks {target.pdl or 'an unknown language'}, "
                                    f"the job {held_on.pdl or 'an unknown language'}: pick a printer "
                                    "of the same page description language")
-            if target.disabled:
-                raise Conflict(f"printer {target.name} is disabled")
         elif printer_id is not None and printer_id != held_on.id:
             raise InvalidInput("printer_id: only Find-Me jobs may be released at another printer")
-        cost = job_cost(target.cost_model, pages=job.pages, colour_pages=job.colour_pages,
-                        duplex=job.duplex, copies=job.copies, paper_size=job.paper_size)
-        if job.account_id is not None:
-            account = await self.store.get_account(job.account_id)
-            if not can_charge(account.balance, cost, restricted=account.restricted,
-                              overdraft=account.overdraft):
-                raise InsufficientFunds(f"releasing costs {format_money(cost)}, the balance is "
-                                        f"{format_money(account.balance)}")
+        # The rules of a live decision at the printer it will print on (InsufficientFunds,
+        # JobDenied): the account may have been emptied, disabled or taken away meanwhile.
+        await self.jobs.check_release(job, target)
         session = self._session(held_on.server)
         if session is None:
             raise ProviderOffline(f"print server {held_on.server!r} is not connected; "

@@ -83,7 +83,8 @@ class ApplicationServer(MultiService):
         self.cfg = cfg
         self.reactor = reactor
         self.store = store
-        self.jobs = JobService(store, reactor)
+        self.jobs = JobService(store, reactor, limits=cfg.job_limits,
+                               offline_policy=cfg["jobs"]["offline_policy"])
         self.quotas = QuotaScheduler(store, reactor, on_account_changed=self.jobs.directory.forget_account)
         self.tls_options = tls_options
         self.line_ops = Operations()

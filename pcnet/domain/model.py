@@ -63,6 +63,15 @@ class FailureMode(str, enum.Enum):
     HOLD = "hold"                        # hold until the link returns
 
 
+class OfflinePolicy(str, enum.Enum):
+    """What the server does with a job that printed while no server answered (a Print
+    Provider's journal, later a Site Server's replay) but breaks the job limits or the
+    account-access rules: it has printed, so it is recorded either way, with its problem."""
+
+    FLAG = "flag"                          # charge nothing; the job log row carries the problem
+    CHARGE_AT_LIMITS = "charge-at-limits"  # charge what the rules allow at most, and flag it
+
+
 class QuotaPeriod(str, enum.Enum):
     DAILY = "daily"
     WEEKLY = "weekly"
@@ -199,6 +208,43 @@ class Filters:
     duplicate_window_seconds: int | None = None    # deny the same document again within N s
 
 
+#: The largest count (pages, colour pages, copies) a job may claim at all: what the job log stores
+#: (64-bit signed integers on both engines). Anything above is malformed input, not a job.
+MAX_COUNT = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """Server-wide bounds on what one job may claim (`[jobs]` in the server configuration).
+
+    A spool file can claim any number of copies or pages (a PWG header's NumCopies, PostScript's
+    /NumCopies, PJL COPIES, a file of form feeds); no real job is bigger than these, so a job
+    over them is denied, never charged as claimed. The defaults: CUPS itself refuses more than
+    9,999 copies (cupsd's MaxCopies default); 10,000 pages is beyond any real document (a
+    book-length PDF has a few hundred); 100,000 pages in all is more than a day's output of
+    the fastest office device (about 70 pages a minute for 24 hours). The largest values that
+    may be configured keep every job's cost far inside the ledger's 64-bit minor units even at
+    the highest page price.
+    """
+
+    max_copies: int = 9_999
+    max_pages: int = 10_000          # pages of one copy
+    max_total_pages: int = 100_000   # pages x copies
+
+    #: Upper bounds for the configuration (at 1,000 a side, 10,000,000 pages cost 10^10).
+    CEILING = {"max_copies": 100_000, "max_pages": 1_000_000, "max_total_pages": 10_000_000}
+
+    def __post_init__(self):
+        for name, ceiling in self.CEILING.items():
+            value = getattr(self, name)
+            if type(value) is not int or not 1 <= value <= ceiling:
+                raise ValueError(f"{name}: must be a whole number from 1 to {ceiling:,}")
+
+    def to_json(self) -> dict:
+        return {"max_copies": self.max_copies, "max_pages": self.max_pages,
+                "max_total_pages": self.max_total_pages}
+
+
 @dataclass(frozen=True)
 class Printer:
     """A physical or virtual (Find-Me) queue. `id` is stable; renaming keeps history."""
@@ -279,6 +325,9 @@ class JobRecord:
     origin: str = "app"
     created_at: datetime | None = None
     id: int | None = None
+    #: Why an administrator should look at this job ('' for none): an offline job outside the
+    #: job limits or the account-access rules. Starts with a `DenyReason` prefix.
+    problem: str = ""
 
     @property
     def total_pages(self) -> int:

@@ -8,7 +8,9 @@ Two durable collections, each a directory of small JSON files:
   so a job that reached paper is always on disk; it is removed only after the server
   acknowledged it. Each entry carries the job's uuid, fixed when it was first written, and the
   server's record is idempotent on that uuid: a replay interrupted at any point and repeated
-  charges nothing twice.
+  charges nothing twice. An entry the server refuses (or fails on) for a reason other than
+  being unavailable is **quarantined**: moved to `quarantine/` with its error, never dropped,
+  reported to the server, and put back (`restore`) when an administrator asks for a retry.
 - `HeldJobs`: the jobs this provider keeps held in CUPS (by the server's hold decision, or by
   the printer's `hold` failure mode while no server answered), by job uuid, with the CUPS queue
   and job id, so that a release or a cancel from the server finds the CUPS job, and the backend
@@ -52,15 +54,14 @@ class _JsonDirectory:
         return self.directory / f"{key}.json"
 
     def _put(self, key: str, record: dict) -> None:
-        data = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
-        write_durably(self._path(key), data)
+        write_durably(self._path(key), _dumps(record))
 
     def _delete(self, key: str) -> None:
         remove_durably(self._path(key))
 
-    def _load_all(self) -> list[tuple[str, dict]]:
+    def _load_all(self, directory: Path | None = None) -> list[tuple[str, dict]]:
         out = []
-        for path in sorted(self.directory.glob("*.json")):
+        for path in sorted((directory or self.directory).glob("*.json")):
             key = path.name[: -len(".json")]
             try:
                 record = json.loads(path.read_bytes())
@@ -79,13 +80,34 @@ class _JsonDirectory:
 
 
 class OfflineJournal(_JsonDirectory):
-    """Ordered reports for the server, each removed once acknowledged (see the module doc)."""
+    """Ordered reports for the server, each removed once acknowledged (see the module doc).
+
+    A quarantined entry (`quarantine/<key>.json`) is the entry's `kind` and `record` with
+    `error` ({code, message}), `quarantined_at`, `state` ("quarantined", or "resolved" once a
+    retry was acknowledged) and `reported` (whether the server has been told). A resolved one is
+    deleted once reported; a quarantined one is kept until it is restored."""
 
     def __init__(self, directory: str | os.PathLike):
         super().__init__(directory)
-        self._rejected = self.directory / "rejected"
-        entries = self._load_all()
-        self._next = max((int(k.split("-", 1)[0]) for k, _ in entries), default=0) + 1
+        self.quarantine_dir = self.directory / "quarantine"
+        self.quarantine_dir.mkdir(exist_ok=True, mode=0o700)
+        self._adopt_rejected()
+        keys = [k for k, _ in self._load_all() + self._load_all(self.quarantine_dir)]
+        self._next = max((_sequence(k) for k in keys), default=0) + 1
+
+    def _adopt_rejected(self) -> None:
+        """Entries an earlier pcnet kept in `rejected/` (refused for good) are quarantined
+        entries now: moved over, to be reported."""
+        old = self.directory / "rejected"
+        if not old.is_dir():
+            return
+        for key, entry in self._load_all(old):
+            code, _, message = str(entry.pop("rejected", "")).partition(": ")
+            entry.update(error={"code": code or "rejected", "message": message},
+                         state="quarantined", reported=False)
+            entry.setdefault("quarantined_at", os.stat(old / f"{key}.json").st_mtime)
+            write_durably(self.quarantine_dir / f"{key}.json", _dumps(entry))
+            remove_durably(old / f"{key}.json")
 
     def append(self, kind: str, record: dict) -> str:
         """Write an entry durably; returns its key. `kind` is the pcnet/1 op that reports it."""
@@ -96,7 +118,13 @@ class OfflineJournal(_JsonDirectory):
 
     def entries(self) -> list[tuple[str, str, dict]]:
         """`(key, kind, record)` in the order they were written."""
-        return [(k, e.get("kind", ""), e.get("record", {})) for k, e in self._load_all()]
+        return [(k, kind, record) for k, kind, record, _ in self.pending()]
+
+    def pending(self) -> list[tuple[str, str, object, bool]]:
+        """`(key, kind, record, retried)` in the order they were written; `retried`: the entry
+        came back from the quarantine (its acknowledgement is reported)."""
+        return [(k, e.get("kind", ""), e.get("record", {}), bool(e.get("retried")))
+                for k, e in self._load_all()]
 
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*.json"))
@@ -104,18 +132,95 @@ class OfflineJournal(_JsonDirectory):
     def acknowledged(self, key: str) -> None:
         self._delete(key)
 
-    def reject(self, key: str, why: str) -> None:
-        """The server refused an entry for good: keep it aside (with the reason) for an
-        administrator instead of retrying it forever or dropping it."""
+    def quarantine(self, key: str, code: str, message: str, *, now: float) -> dict:
+        """Set an entry aside with the error it got; the entries behind it go on. Returns the
+        quarantined entry."""
         path = self._path(key)
         try:
             entry = json.loads(path.read_bytes())
         except (OSError, ValueError):
-            return
-        entry["rejected"] = why
-        self._rejected.mkdir(exist_ok=True)
-        write_durably(self._rejected / path.name, json.dumps(entry).encode())
+            entry = None
+        if not isinstance(entry, dict):
+            entry = {"kind": "", "record": {}}
+        entry.pop("retried", None)
+        entry.update(error={"code": code, "message": message}, quarantined_at=now,
+                     state="quarantined", reported=False)
+        # The quarantined copy first: a crash in between leaves the entry in both places, and
+        # the next flush simply quarantines it again.
+        write_durably(self.quarantine_dir / path.name, _dumps(entry))
         remove_durably(path)
+        return entry
+
+    def resolved(self, key: str, *, now: float) -> None:
+        """A restored entry was acknowledged at last: removed from the journal, and kept in the
+        quarantine as resolved until the server has been told."""
+        path = self._path(key)
+        try:
+            entry = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            entry = {}
+        if not isinstance(entry, dict):
+            entry = {}
+        entry.pop("retried", None)
+        entry.update(state="resolved", reported=False, resolved_at=now)
+        entry.setdefault("error", {"code": "", "message": ""})
+        write_durably(self.quarantine_dir / path.name, _dumps(entry))
+        remove_durably(path)
+
+    def quarantined(self) -> list[tuple[str, dict]]:
+        """`(key, entry)` of every quarantined (or resolved, not yet reported) entry, oldest
+        first."""
+        return self._load_all(self.quarantine_dir)
+
+    def unreported(self) -> list[tuple[str, dict]]:
+        return [(k, e) for k, e in self.quarantined() if not e.get("reported")]
+
+    def reported(self, key: str, *, note: str | None = None) -> None:
+        """The server has been told about a quarantined entry (`note`: it refused the report,
+        and why); a resolved entry is then done with."""
+        path = self.quarantine_dir / f"{self._path(key).name}"
+        try:
+            entry = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return
+        if entry.get("state") == "resolved" and note is None:
+            remove_durably(path)
+            return
+        entry["reported"] = True
+        if note is not None:
+            entry["report_refused"] = note
+        write_durably(path, _dumps(entry))
+
+    def restore(self, key: str) -> bool:
+        """Put a quarantined entry back in the journal, at its old place in the order, to be
+        sent again. False if there is no such quarantined entry."""
+        try:
+            path = self._path(key)
+        except ValueError:
+            return False
+        kept = self.quarantine_dir / path.name
+        try:
+            entry = json.loads(kept.read_bytes())
+        except (OSError, ValueError):
+            return False
+        if not isinstance(entry, dict) or entry.get("state") != "quarantined":
+            return False
+        back = {"kind": entry.get("kind", ""), "record": entry.get("record", {}), "retried": True}
+        write_durably(path, _dumps(back))
+        remove_durably(kept)
+        return True
+
+
+def _sequence(key: str) -> int:
+    try:
+        return int(key.split("-", 1)[0])
+    except ValueError:
+        return 0
+
+
+def _dumps(entry: dict) -> bytes:
+    # ASCII JSON: a lone surrogate or a NUL in a record is escaped, never a write error.
+    return json.dumps(entry, separators=(",", ":"), sort_keys=True).encode()
 
 
 class HeldJobs(_JsonDirectory):
@@ -179,9 +284,9 @@ class HeldJobs(_JsonDirectory):
 
 
 class PrinterCache:
-    """What the server said about each managed queue (id, hold mode, failure mode, pdl), kept on
-    disk so that a provider restarted while its server is down still applies each printer's
-    failure mode."""
+    """What the server said about each managed queue (id, hold mode, failure mode, pdl, the job
+    limits), kept on disk so that a provider restarted while its server is down still applies
+    each printer's failure mode and refuses a job over the limits."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)

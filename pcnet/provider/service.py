@@ -16,7 +16,13 @@ It is the middle of the chain CUPS queue -> pcnet backend -> provider -> server:
 - the **failure mode** of each printer, when no server answers within `decision_timeout`:
   `print-log-later` (print; journal the job durably and report it with `job.offline` when the
   link returns), `print-no-log` (print, never charged), `hold` (hold in CUPS; ask for the
-  decision when the link returns, then release or cancel the CUPS job);
+  decision when the link returns, then release or cancel the CUPS job). A job over the server's
+  job limits (learned with each printer, cached) never prints offline: it is denied, or under
+  `hold` held for the server to decide;
+- the **journal quarantine**: a journal entry the server refuses, or fails on, for a reason
+  other than being unavailable is set aside with its error (logged, reported to the server with
+  `journal.quarantined`), never dropped, and never blocks the entries behind it; the server's
+  `journal.retry` (an administrator's request) puts it back;
 - **hold/release and Find-Me**: a job the server holds stays held in CUPS (the backend exits
   HOLD); the server pushes `job.release` (optionally with a target queue: Find-Me) or
   `job.cancel`; a release marks the job released and releases it in CUPS, the backend runs again,
@@ -29,6 +35,7 @@ journals) as arguments, so the unit tests drive it with fakes and `task.Clock`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -46,7 +53,8 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.threadpool import ThreadPool
 
-from pcnet.domain.model import FailureMode, HoldMode
+from pcnet.domain.decision import DEFAULT_LIMITS, check_limits
+from pcnet.domain.model import FailureMode, HoldMode, JobLimits
 from pcnet.errors import ConfigError, Conflict, InvalidInput, NotFound, PcnetError
 from pcnet.net.line import LineClientFactory, LineConfig, LinkDown, Operations, RemoteError
 from pcnet.net.registry import new_credential
@@ -67,6 +75,21 @@ _RECENT_MAX = 10_000
 
 _SIDES = re.compile(r"(?:^|\s)sides=([A-Za-z-]+)")
 _NO_ANSWER = (LinkDown, defer.TimeoutError, CancelledError)
+
+#: Error codes by which a server says it cannot take a request *now* (rather than that the
+#: request is wrong): a journal flush stops and tries again later, as when no server answers.
+SERVER_UNAVAILABLE = frozenset({"busy", "store_unavailable", "unavailable", "not_authenticated"})
+
+#: What a journal entry may report; anything else in the journal is quarantined unsent.
+JOURNAL_OPS = ("job.offline", "job.printed")
+
+#: Fields a journal record must not carry: the line protocol's own (a record with `re` would
+#: be taken for a reply and never answered) and the link's `timeout`.
+_RESERVED_FIELDS = frozenset({"op", "id", "re", "ok", "timeout"})
+
+#: Bounds of what a quarantine report carries (the server's limits for journal.quarantined).
+_REPORT_MESSAGE = 2000
+_REPORT_RECORD = 60_000
 
 
 # --- the link to the server ----------------------------------------------------------------------
@@ -251,6 +274,7 @@ class PrintProvider:
         ops = Operations()
         ops.register("job.release", lambda session, msg: Deferred.fromCoroutine(self.op_release(msg)))
         ops.register("job.cancel", lambda session, msg: Deferred.fromCoroutine(self.op_cancel(msg)))
+        ops.register("journal.retry", lambda session, msg: self.op_journal_retry(msg))
         return ops
 
     async def op_release(self, msg: dict) -> dict:
@@ -268,6 +292,21 @@ class PrintProvider:
             return {"known": False}  # already gone: cancelling is idempotent
         await self._cancel(record, msg.get("reason") or "cancelled")
         return {"known": True}
+
+    def op_journal_retry(self, msg: dict) -> dict:
+        """The server asks (for an administrator) that quarantined entries be sent again: they
+        go back into the journal, in their old place, and the journal is replayed now."""
+        keys = msg.get("keys")
+        if (not isinstance(keys, list) or len(keys) > 1000
+                or not all(isinstance(k, str) for k in keys)):
+            raise InvalidInput("keys: expected a list of journal entry keys")
+        restored = [k for k in keys if self.journal.restore(k)]
+        unknown = [k for k in keys if k not in restored]
+        if restored:
+            log.info("the server asked to retry quarantined journal entries {keys}",
+                     keys=", ".join(restored))
+            self._kick()
+        return {"restored": restored, "unknown": unknown}
 
     async def _release(self, record: dict, target_queue, target_printer_id) -> None:
         device_uri = None
@@ -382,6 +421,13 @@ class PrintProvider:
         mode = FailureMode(printer["failure_mode"]) if printer else self.default_failure_mode
         log.warn("no decision from the server for job {uuid} on {queue} ({why}); failure mode "
                  "{mode}", uuid=job["uuid"], queue=job["queue"], why=why, mode=mode.value)
+        over = check_limits(job["pages"], job["copies"], _limits_of(printer))
+        if over and mode is not FailureMode.HOLD:
+            # Printed, it could only be charged at the limits or flagged: it does not print.
+            # (Held, it waits for the server, which denies and logs it.)
+            log.warn("job {uuid} on {queue} is {over}: denied while no server answers",
+                     uuid=job["uuid"], queue=job["queue"], over=over)
+            return {"action": "deny", "reason": f"{over} (server unavailable)"}
         if mode is FailureMode.PRINT_NO_LOG:
             return {"action": "print", "reason": "server unavailable: printed without logging"}
         if mode is FailureMode.HOLD:
@@ -534,28 +580,75 @@ class PrintProvider:
                  names=", ".join(sorted(cache)) or "none")
 
     async def flush_journal(self) -> int:
-        """Send the journal in order; stop at the first entry the server does not acknowledge."""
+        """Send the journal in order; returns how many entries the server acknowledged.
+
+        An acknowledged entry is removed. When no server answers, or it says it cannot take
+        the entry now (`SERVER_UNAVAILABLE`), the flush stops, to be repeated later. An entry it
+        refuses or fails on for any other reason (`invalid`, `not_found`, `forbidden`,
+        `internal`, ...) is quarantined with its error and the entries behind it go on; the
+        quarantined ones are then reported to the server."""
         sent = 0
-        for key, kind, record in self.journal.entries():
+        timeout = max(30.0, self.decision_timeout)
+        for key, kind, record, retried in self.journal.pending():
+            problem = _unsendable(kind, record)
+            if problem:
+                self._quarantine(key, kind, record, "malformed", problem)
+                continue
             try:
-                await self.link.request(kind, timeout=max(30.0, self.decision_timeout), **record)
+                await self.link.request(kind, timeout=timeout, **record)
             except _NO_ANSWER:
                 return sent
             except RemoteError as e:
-                if e.code in ("invalid", "not_found", "forbidden", "conflict"):
-                    log.error("server refused journal entry {key} ({kind}): {error}; kept in "
-                              "{dir}/rejected", key=key, kind=kind, error=e.message,
-                              dir=str(self.journal.directory))
-                    self.journal.reject(key, f"{e.code}: {e.message}")
-                    continue
-                log.warn("server could not take journal entry {key} yet: {error}", key=key,
-                         error=e.message)
-                return sent
-            self.journal.acknowledged(key)
+                if e.code in SERVER_UNAVAILABLE:
+                    log.warn("server could not take journal entry {key} yet: {code}: {error}",
+                             key=key, code=e.code, error=e.message)
+                    return sent
+                self._quarantine(key, kind, record, e.code, e.message)
+                continue
+            except Exception as e:  # the link could not even send it (not JSON, a bad field)
+                self._quarantine(key, kind, record, "unsendable", f"{type(e).__name__}: {e}")
+                continue
+            if retried:
+                self.journal.resolved(key, now=self.clock.seconds())
+                log.info("quarantined journal entry {key} was replayed at last", key=key)
+            else:
+                self.journal.acknowledged(key)
             sent += 1
         if sent:
             log.info("replayed {n} journal entries to the server", n=sent)
+        await self.report_quarantine()
         return sent
+
+    def _quarantine(self, key: str, kind, record, code: str, message: str) -> None:
+        uuid = record.get("uuid") if isinstance(record, dict) else None
+        log.error("journal entry {key} ({kind}, job {uuid}) quarantined: {code}: {error}; kept in "
+                  "{dir}, the entries behind it go on", key=key, kind=kind, uuid=uuid, code=code,
+                  error=message, dir=str(self.journal.quarantine_dir))
+        self.journal.quarantine(key, code, message, now=self.clock.seconds())
+
+    async def report_quarantine(self) -> None:
+        """Tell the server about quarantined (and newly resolved) entries it has not heard of,
+        so that administrators see them there (`journal.quarantined`)."""
+        for key, entry in self.journal.unreported():
+            if not self.link.up:
+                return
+            try:
+                await self.link.request("journal.quarantined",
+                                        timeout=max(30.0, self.decision_timeout),
+                                        **_quarantine_report(key, entry))
+            except _NO_ANSWER:
+                return
+            except RemoteError as e:
+                if e.code in SERVER_UNAVAILABLE or e.code == "unknown_op":
+                    log.warn("could not report quarantined journal entry {key} yet: {code}: "
+                             "{error}", key=key, code=e.code, error=e.message)
+                    return
+                # Refused for good: not asked again (it stays quarantined here, and logged).
+                log.error("the server refused the report of quarantined journal entry {key}: "
+                          "{code}: {error}", key=key, code=e.code, error=e.message)
+                self.journal.reported(key, note=f"{e.code}: {e.message}")
+                continue
+            self.journal.reported(key)
 
     async def _resolve_offline(self, record: dict) -> None:
         """A job held by the `hold` failure mode: ask for the decision now (same uuid: the
@@ -605,10 +698,63 @@ class PrintProvider:
 
 def _cache_entry(p: dict, default_failure_mode: FailureMode) -> dict:
     """What the provider keeps about a printer (from printers.register or job.submit)."""
-    return {"id": p["id"], "name": p.get("name", p["queue"]),
-            "hold_mode": p.get("hold_mode", HoldMode.NONE.value),
-            "failure_mode": p.get("failure_mode", default_failure_mode.value),
-            "pdl": p.get("pdl", "")}
+    entry = {"id": p["id"], "name": p.get("name", p["queue"]),
+             "hold_mode": p.get("hold_mode", HoldMode.NONE.value),
+             "failure_mode": p.get("failure_mode", default_failure_mode.value),
+             "pdl": p.get("pdl", "")}
+    if isinstance(p.get("limits"), dict):
+        entry["limits"] = p["limits"]
+    return entry
+
+
+def _limits_of(printer: dict | None) -> JobLimits:
+    """The job limits the server gave with this printer; the defaults for a queue it never
+    described (or an older server that sends none)."""
+    limits = printer.get("limits") if printer else None
+    if not isinstance(limits, dict):
+        return DEFAULT_LIMITS
+    try:
+        return JobLimits(**{k: limits[k] for k in ("max_copies", "max_pages", "max_total_pages")
+                            if k in limits})
+    except (TypeError, ValueError):
+        return DEFAULT_LIMITS
+
+
+def _unsendable(kind, record) -> str | None:
+    """Why a journal entry cannot be sent at all, or None."""
+    if kind not in JOURNAL_OPS:
+        return f"not a journal entry kind: {str(kind)[:64]!r}"
+    if not isinstance(record, dict) or not all(isinstance(k, str) for k in record):
+        return "the record is not a JSON object"
+    reserved = _RESERVED_FIELDS.intersection(record)
+    if reserved:
+        return f"the record has fields of the protocol's own: {', '.join(sorted(reserved))}"
+    return None
+
+
+def _quarantine_report(key: str, entry: dict) -> dict:
+    """The journal.quarantined fields for a quarantined entry, within the server's bounds."""
+    record = entry.get("record")
+    if not isinstance(record, dict):
+        record = {"value": record}
+    if len(json.dumps(record)) > _REPORT_RECORD:
+        record = {"uuid": record.get("uuid"), "truncated": True}
+    error = entry.get("error") if isinstance(entry.get("error"), dict) else {}
+    fields = {
+        "key": key, "kind": str(entry.get("kind") or "unknown")[:64],
+        "error": {"code": str(error.get("code") or "unknown")[:64],
+                  "message": str(error.get("message") or "")[:_REPORT_MESSAGE]},
+        "record": record, "state": entry.get("state", "quarantined"),
+    }
+    uuid = record.get("uuid")
+    if isinstance(uuid, str):
+        try:
+            fields["uuid"] = str(uuidlib.UUID(uuid))
+        except ValueError:
+            pass
+    if isinstance(entry.get("quarantined_at"), (int, float)):
+        fields["quarantined_at"] = entry["quarantined_at"]
+    return fields
 
 
 def _text(msg: dict, key: str) -> str:
@@ -632,8 +778,6 @@ class BackendProtocol(LineOnlyReceiver):
         self._busy = False
 
     def lineReceived(self, line: bytes) -> None:
-        import json
-
         if self._busy:
             return
         self._busy = True
@@ -647,8 +791,6 @@ class BackendProtocol(LineOnlyReceiver):
         self.provider.handle_job(msg).addCallback(self._answer)
 
     def _answer(self, reply: dict) -> None:
-        import json
-
         if self.transport is None or not self.connected:
             return
         self.sendLine(json.dumps(reply, separators=(",", ":")).encode())
@@ -823,8 +965,9 @@ class ProviderService(MultiService):
         return self.factory.prepare(protocol).addCallbacks(approved, failed)
 
     def _retry(self):
-        if self.link.up and (len(self.provider.journal) or self.provider.held.all("offline")):
-            return self.provider.catch_up()
+        p = self.provider
+        if self.link.up and (len(p.journal) or p.held.all("offline") or p.journal.unreported()):
+            return p.catch_up()
         return None
 
     def stopService(self):

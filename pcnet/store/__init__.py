@@ -21,7 +21,14 @@ from collections.abc import Mapping
 
 from pcnet.errors import ConfigError
 from pcnet.store._address import describe_address, password_of, redact_url
-from pcnet.store._records import NODE_STATUSES, Change, Node, PrinterName
+from pcnet.store._records import (
+    NODE_STATUSES,
+    QUARANTINE_STATES,
+    Change,
+    Node,
+    PrinterName,
+    QuarantinedEntry,
+)
 from pcnet.store._store import Store
 
 __all__ = [
@@ -30,6 +37,8 @@ __all__ = [
     "Change",
     "Node",
     "PrinterName",
+    "QUARANTINE_STATES",
+    "QuarantinedEntry",
     "Store",
     "describe_address",
     "open_store",

@@ -32,7 +32,7 @@ from pcnet.domain.model import (
 from pcnet.domain.enrolment import NodeInvitation
 from pcnet.errors import InvalidInput
 from pcnet.money import from_minor, to_minor
-from pcnet.store._records import Node, PrinterName
+from pcnet.store._records import Node, PrinterName, QuarantinedEntry
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -189,7 +189,7 @@ def printer_from_row(row) -> Printer:
 # The job log row as inserted, in this order (id excluded); JOB_COLUMNS adds id first.
 JOB_INSERT_COLUMNS = ("uuid, user_id, username, printer_id, account_id, pages, colour_pages,"
                       " duplex, copies, paper_size, document_name, cost, status, reason, client,"
-                      " origin, created_at")
+                      " origin, created_at, problem")
 JOB_COLUMNS = "id, " + JOB_INSERT_COLUMNS
 
 
@@ -200,6 +200,7 @@ def job_params(job: JobRecord, now_us: int) -> tuple:
         int(job.colour_pages), bool(job.duplex), int(job.copies), job.paper_size,
         job.document_name, minor(job.cost), enum_value(job.status), job.reason, job.client,
         job.origin, micros(job.created_at) if job.created_at is not None else now_us,
+        job.problem,
     )
 
 
@@ -209,7 +210,7 @@ def job_from_row(row) -> JobRecord:
         account_id=row[5], pages=row[6], colour_pages=row[7], duplex=bool(row[8]),
         copies=row[9], paper_size=row[10], document_name=row[11], cost=from_minor(row[12]),
         status=JobStatus(row[13]), reason=row[14], client=row[15], origin=row[16],
-        created_at=from_micros(row[17]),
+        created_at=from_micros(row[17]), problem=row[18],
     )
 
 
@@ -256,6 +257,16 @@ def invitation_from_row(row) -> NodeInvitation:
     return NodeInvitation(name=row[0], role=row[1], approve=bool(row[2]),
                           expires_at=from_micros(row[3]), created_at=from_micros(row[4]),
                           code_hash=row[5])
+QUARANTINE_COLUMNS = ("id, node, entry_key, kind, job_uuid, error_code, error_message, record,"
+                      " state, quarantined_at, reported_at, updated_at")
+
+
+def quarantined_from_row(row) -> QuarantinedEntry:
+    return QuarantinedEntry(
+        id=row[0], node=row[1], key=row[2], kind=row[3], job_uuid=row[4], error_code=row[5],
+        error_message=row[6], record=json.loads(row[7]), state=row[8],
+        quarantined_at=from_micros(row[9]), reported_at=from_micros(row[10]),
+        updated_at=from_micros(row[11]))
 
 
 def printer_name_from_row(row) -> PrinterName:

@@ -6,13 +6,13 @@ reactor. Reads that need no transaction run statement by statement on any pooled
 (`runQuery`, autocommit), which saves the BEGIN and COMMIT round trips.
 
 The hot path, `record_job`, is a call of the PL/pgSQL function `pcnet_record_job` (created by
-the first migration; see its comment for why): one round trip per charged job, and PostgreSQL
-groups the commits of concurrent connections into shared WAL flushes by itself. When the store
-is busy it batches: at most `record_job_slots` record_job statements are in flight, and the
-calls that arrive meanwhile wait, to go together (up to MAX_BATCH) as ONE call of
-`pcnet_record_jobs` (second migration) as soon as a statement comes back, each job in its own
-subtransaction. It is the shape of the SQLite engine's group commit: whoever is free takes
-everything queued.
+the first migration, re-created with the `problem` column by the third; see their comments): one
+round trip per charged job, and PostgreSQL groups the commits of concurrent connections into
+shared WAL flushes by itself. When the store is busy it batches: at most `record_job_slots`
+record_job statements are in flight, and the calls that arrive meanwhile wait, to go together
+(up to MAX_BATCH) as ONE call of `pcnet_record_jobs` (second migration, re-created by the third)
+as soon as a statement comes back, each job in its own subtransaction. It is the shape of the
+SQLite engine's group commit: whoever is free takes everything queued.
 
 A connection that dies (server restart, fail-over) is reconnected in the background by
 txpostgres's `DeadConnectionDetector`; meanwhile calls fail at once with `StoreUnavailable`
@@ -50,7 +50,7 @@ FEED_LOCK = 482131539316
 _TWIN_CONSTRAINTS = ("jobs_uuid_key", "transactions_uuid_key")
 
 _RECORD_JOB = ("SELECT job_id, job_existed, txn_id, txn_balance_after, txn_existed"
-               " FROM pcnet_record_job(" + ", ".join(["%s"] * 26) + ")")
+               " FROM pcnet_record_job(" + ", ".join(["%s"] * 27) + ")")
 
 #: Most record_job calls sent as one pcnet_record_jobs statement. Bounds the statement's size
 #: and the time its row locks are held. Keep it at most 64: each job is a subtransaction with an
@@ -65,7 +65,7 @@ _RECORD_JOBS = ("SELECT i, job_id, job_existed, txn_id, txn_balance_after, txn_e
 #: then the charge's (an uncharged job leaves them out: null).
 _JOB_KEYS = ("uuid", "user_id", "username", "printer_id", "account_id", "pages", "colour_pages",
              "duplex", "copies", "paper_size", "document_name", "cost", "status", "reason",
-             "client", "origin", "created_at")
+             "client", "origin", "created_at", "problem")
 _CHARGE_KEYS = ("c_uuid", "c_account_id", "c_amount", "c_kind", "c_reference", "c_comment",
                 "c_origin", "c_created_at")
 

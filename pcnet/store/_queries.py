@@ -25,6 +25,7 @@ from pcnet.store._convert import (
     JOB_INSERT_COLUMNS,
     NODE_COLUMNS,
     PRINTER_COLUMNS,
+    QUARANTINE_COLUMNS,
     QUOTA_COLUMNS,
     TOKEN_COLUMNS,
     TRANSACTION_COLUMNS,
@@ -38,12 +39,13 @@ from pcnet.store._convert import (
     node_from_row,
     printer_from_row,
     printer_name_from_row,
+    quarantined_from_row,
     quota_from_row,
     token_from_row,
     transaction_from_row,
     user_from_row,
 )
-from pcnet.store._records import NODE_ROLES, NODE_STATUSES, Change
+from pcnet.store._records import NODE_ROLES, NODE_STATUSES, QUARANTINE_STATES, Change
 
 TERMINAL_JOB_STATUSES = ("printed", "denied", "cancelled", "expired")
 
@@ -647,7 +649,7 @@ async def record_job(txn, job, charge, guard):
         t, _ = await apply_entry(txn, charge, guard)
     await txn.execute(
         f"INSERT INTO jobs ({JOB_INSERT_COLUMNS}, charge_txn_id)"
-        f" VALUES ({_placeholders(18)}) RETURNING id", tuple(job) + (t.id if t else None,))
+        f" VALUES ({_placeholders(19)}) RETURNING id", tuple(job) + (t.id if t else None,))
     return job_from_row((txn.fetchone()[0],) + tuple(job)), t
 
 
@@ -710,12 +712,21 @@ async def list_jobs(txn, offset, limit, filters):
     if filters.get("until") is not None:
         conditions.append("created_at < %s")
         params.append(filters["until"])
+    if filters.get("problem") is not None:
+        # The same expression as the jobs_problem partial index, so that index serves it.
+        conditions.append("problem <> ''" if filters["problem"] else "problem = ''")
+    return await _filtered_page(txn, JOB_COLUMNS, "jobs", conditions, params,
+                                "created_at DESC, id DESC", offset, limit, job_from_row)
+
+
+async def _filtered_page(txn, columns, table, conditions, params, order, offset, limit, make):
+    """(records, total): one page of the rows of `table` that meet every condition."""
     where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
-    await txn.execute(f"SELECT count(*) FROM jobs{where}", params)
+    await txn.execute(f"SELECT count(*) FROM {table}{where}", params)
     total = txn.fetchone()[0]
-    await txn.execute(f"SELECT {JOB_COLUMNS} FROM jobs{where} ORDER BY created_at DESC, id DESC"
-                      " LIMIT %s OFFSET %s", params + [limit, offset])
-    return [job_from_row(r) for r in txn.fetchall()], total
+    await txn.execute(f"SELECT {columns} FROM {table}{where} ORDER BY {order} LIMIT %s OFFSET %s",
+                      params + [limit, offset])
+    return [make(r) for r in txn.fetchall()], total
 
 
 async def find_duplicate_job(txn, user_id, printer_id, document_name, pages, since):
@@ -931,6 +942,59 @@ async def set_node_status(txn, now, name, status):
     if txn.rowcount == 0:
         raise NotFound(f"node {name!r} is not known")
     return await get_node(txn, name)
+
+
+# --- journal entries quarantined by providers ----------------------------------------------------
+
+def _quarantine_state(state):
+    if state not in QUARANTINE_STATES:
+        raise InvalidInput(f"state: {state!r} is not one of {', '.join(QUARANTINE_STATES)}",
+                           field="state")
+    return state
+
+
+async def report_quarantined(txn, now, node, key, kind, job_uuid, error_code, error_message,
+                             record_json, state, quarantined_at):
+    """Insert or refresh a provider's report of one quarantined entry (one row per node and
+    entry key)."""
+    await txn.execute(
+        "INSERT INTO journal_quarantine (node, entry_key, kind, job_uuid, error_code,"
+        " error_message, record, state, quarantined_at, reported_at, updated_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (node, entry_key) DO UPDATE SET kind = excluded.kind,"
+        " job_uuid = excluded.job_uuid, error_code = excluded.error_code,"
+        " error_message = excluded.error_message, record = excluded.record,"
+        " state = excluded.state, quarantined_at = excluded.quarantined_at,"
+        " reported_at = excluded.reported_at, updated_at = excluded.updated_at RETURNING id",
+        (node, key, kind, job_uuid, error_code, error_message, record_json,
+         _quarantine_state(state), quarantined_at, now, now))
+    return await get_quarantined(txn, txn.fetchone()[0])
+
+
+async def get_quarantined(txn, entry_id):
+    row = await _one(txn, f"SELECT {QUARANTINE_COLUMNS} FROM journal_quarantine WHERE id = %s",
+                     (entry_id,), f"no quarantined journal entry with id {entry_id}")
+    return quarantined_from_row(row)
+
+
+async def list_quarantined(txn, offset, limit, node, state):
+    conditions, params = [], []
+    if node is not None:
+        conditions.append("node = %s")
+        params.append(node)
+    if state is not None:
+        conditions.append("state = %s")
+        params.append(_quarantine_state(state))
+    return await _filtered_page(txn, QUARANTINE_COLUMNS, "journal_quarantine", conditions, params,
+                                "id DESC", offset, limit, quarantined_from_row)
+
+
+async def set_quarantined_state(txn, now, entry_id, state):
+    await txn.execute("UPDATE journal_quarantine SET state = %s, updated_at = %s WHERE id = %s",
+                      (_quarantine_state(state), now, entry_id))
+    if txn.rowcount == 0:
+        raise NotFound(f"no quarantined journal entry with id {entry_id}")
+    return await get_quarantined(txn, entry_id)
 
 
 # --- the change feed ---------------------------------------------------------------------------

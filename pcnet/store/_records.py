@@ -1,5 +1,6 @@
-"""Records the store returns beyond those of `pcnet.domain.model` (nodes, the change feed and
-printer name history), and the transaction handle both engines build on.
+"""Records the store returns beyond those of `pcnet.domain.model` (nodes, quarantined journal
+entries, the change feed and printer name history), and the transaction handle both engines
+build on.
 
 They live here until the domain model needs them; they are re-exported by `pcnet.store`.
 """
@@ -39,6 +40,31 @@ class Node:
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "approved_at": self.approved_at.isoformat() if self.approved_at else None,
         }
+
+
+#: Where a quarantined journal entry stands: kept aside on its provider; sent back into the
+#: provider's journal on an administrator's request; replayed and acknowledged at last.
+QUARANTINE_STATES = ("quarantined", "retrying", "resolved")
+
+
+@dataclass(frozen=True)
+class QuarantinedEntry:
+    """A journal entry a Print Provider set aside because the server refused it (or failed on
+    it) for a reason other than being unavailable, as the provider reported it
+    (pcnet/1 `journal.quarantined`)."""
+
+    id: int
+    node: str
+    key: str                         # the entry's key in the provider's journal
+    kind: str                        # the pcnet/1 op that reports it (job.offline, job.printed)
+    job_uuid: str
+    error_code: str
+    error_message: str
+    record: dict                     # the entry's fields
+    state: str                       # one of QUARANTINE_STATES
+    quarantined_at: datetime | None = None
+    reported_at: datetime | None = None
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)

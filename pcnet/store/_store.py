@@ -10,6 +10,7 @@ its own fast way to do it (group commit on SQLite, one function call on PostgreS
 from __future__ import annotations
 
 import functools
+import json
 import uuid as uuidlib
 
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
@@ -298,10 +299,11 @@ class Store:
 
     @_deferred
     async def list_jobs(self, offset=0, limit=100, *, user_id=None, printer_id=None, account_id=None,
-                        status=None, since=None, until=None):
+                        status=None, since=None, until=None, problem=None):
         filters = dict(user_id=user_id, printer_id=printer_id, account_id=account_id,
                        status=None if status is None else _choice(JobStatus, status, "status"),
-                       since=micros(since), until=micros(until))
+                       since=micros(since), until=micros(until),
+                       problem=None if problem is None else bool(problem))
         return await self._read(q.list_jobs, *_page(offset, limit), filters)
 
     @_deferred
@@ -381,6 +383,28 @@ class Store:
 
     def set_node_status(self, name, status):
         return self._run(q.set_node_status, self._now(), name, enum_value(status))
+
+    # --- journal entries quarantined by providers ------------------------------------------------
+
+    @_deferred
+    async def report_quarantined(self, node, key, *, kind, job_uuid="", error_code, error_message,
+                                 record, state="quarantined", quarantined_at=None):
+        now = self._now()
+        record_json = json.dumps(record, sort_keys=True, separators=(",", ":"))
+        return await self._run(q.report_quarantined, now, node, key, kind, job_uuid or "",
+                               error_code, error_message, record_json, enum_value(state),
+                               micros(quarantined_at) if quarantined_at is not None else now)
+
+    def get_quarantined(self, entry_id):
+        return self._read(q.get_quarantined, entry_id)
+
+    @_deferred
+    async def list_quarantined(self, offset=0, limit=100, *, node=None, state=None):
+        return await self._read(q.list_quarantined, *_page(offset, limit), node,
+                                None if state is None else enum_value(state))
+
+    def set_quarantined_state(self, entry_id, state):
+        return self._run(q.set_quarantined_state, self._now(), entry_id, enum_value(state))
 
     # --- the change feed -------------------------------------------------------------------------
 

@@ -38,14 +38,7 @@ class InvalidField(InvalidInput):
     """Invalid input in one named field. `field` is the dotted path of the field."""
 
     def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}" if field else message)
-        self.field = field
-
-    def to_json(self) -> dict:
-        out = super().to_json()
-        if self.field:
-            out["field"] = self.field
-        return out
+        super().__init__(f"{field}: {message}" if field else message, field=field)
 
 
 def _type_name(value) -> str:

@@ -32,6 +32,7 @@ from pcnet.domain.model import (
     User,
 )
 from pcnet.money import format_money
+from pcnet.store import QUARANTINE_STATES
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -265,8 +266,9 @@ JOB = _schema("Job", _obj({
     "printer_id": INT, "account_id": _nullable(INT), "pages": INT, "colour_pages": INT,
     "duplex": BOOL, "copies": INT, "total_pages": INT, "paper_size": STR, "document_name": STR,
     "cost": MONEY, "status": _enum(JobStatus), "reason": STR, "client": STR, "origin": STR,
-    "created_at": _nullable(TIME),
-}, "one row of the job log"))
+    "created_at": _nullable(TIME), "problem": STR,
+}, "one row of the job log; `problem` (empty for none) says why an administrator should look at "
+   "it: a job printed offline outside the job limits or the account rules"))
 
 
 def job_json(j: JobRecord) -> dict:
@@ -277,6 +279,7 @@ def job_json(j: JobRecord) -> dict:
         "total_pages": j.total_pages, "paper_size": j.paper_size,
         "document_name": j.document_name, "cost": money(j.cost), "status": JobStatus(j.status).value,
         "reason": j.reason, "client": j.client, "origin": j.origin, "created_at": iso(j.created_at),
+        "problem": j.problem,
     }
 
 
@@ -344,6 +347,24 @@ NEW_NODE_INVITATION = _schema("NewNodeInvitation", _obj({
     "invitation": ref("NodeInvitation"),
 }))
 
+QUARANTINED_ENTRY = _schema("QuarantinedEntry", _obj({
+    "id": INT, "node": STR, "key": STR, "kind": STR, "job_uuid": STR,
+    "error": _obj({"code": STR, "message": STR}),
+    "record": {"type": "object",
+               "description": "the entry's fields, as the print server holds them"},
+    "state": {"type": "string", "enum": list(QUARANTINE_STATES)},
+    "quarantined_at": _nullable(TIME), "reported_at": _nullable(TIME),
+    "updated_at": _nullable(TIME),
+}, "a journal entry a print server set aside, with the error it got"))
+
+
+def quarantined_json(e) -> dict:
+    return {"id": e.id, "node": e.node, "key": e.key, "kind": e.kind, "job_uuid": e.job_uuid,
+            "error": {"code": e.error_code, "message": e.error_message}, "record": e.record,
+            "state": e.state, "quarantined_at": iso(e.quarantined_at),
+            "reported_at": iso(e.reported_at), "updated_at": iso(e.updated_at)}
+
+
 USER_PAGE = _schema("UserPage", page_of("User"))
 GROUP_PAGE = _schema("GroupPage", page_of("Group"))
 ACCOUNT_PAGE = _schema("AccountPage", page_of("Account"))
@@ -354,6 +375,7 @@ JOB_PAGE = _schema("JobPage", page_of("Job"))
 TOKEN_PAGE = _schema("ApiTokenPage", page_of("ApiToken"))
 NODE_PAGE = _schema("NodePage", page_of("Node"))
 NODE_INVITATION_PAGE = _schema("NodeInvitationPage", page_of("NodeInvitation"))
+QUARANTINE_PAGE = _schema("QuarantinedEntryPage", page_of("QuarantinedEntry"))
 
 INDEX = _schema("ApiIndex", _obj({"name": STR, "version": STR, "openapi": STR}))
 

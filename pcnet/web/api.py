@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import math
 import re
 import uuid as uuidlib
@@ -37,6 +38,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 
 from pcnet.domain.model import (
+    MAX_COUNT,
     AccountKind,
     CostModel,
     FailureMode,
@@ -59,6 +61,7 @@ from pcnet.domain.quotas import next_boundary
 from pcnet.domain.secrets import hash_secret, hash_token, new_token, verify_secret
 from pcnet.errors import Conflict, Forbidden, NotFound, PcnetError, Unauthorized
 from pcnet.net.registry import NodeStatus
+from pcnet.store import QUARANTINE_STATES
 from pcnet.web import _schemas as S
 from pcnet.web._fields import (
     MAX_MONEY,
@@ -181,7 +184,6 @@ SET_BALANCE = Object({
 
 # Bounds keep every job cost far inside the ledger's 64-bit minor units.
 PRICE = dict(minimum=ZERO, maximum=Decimal(1000))
-MAX_TOTAL_PAGES = 10_000_000
 SIZE_NAME = String(min_length=1, max_length=32, pattern=r"[A-Za-z0-9_.+\-]+",
                    pattern_hint="must be letters, digits, '_', '.', '+' or '-'")
 COST_MODEL_FIELDS = {
@@ -230,10 +232,12 @@ QUOTA_UPDATE = Object({
 JOB_IMPORT = Object({
     "username": String(min_length=1, max_length=128, required=True),
     "printer": Ref("printer", required=True),
-    "pages": Integer(minimum=0, maximum=1_000_000, required=True, description="pages of one copy"),
-    "colour_pages": Integer(minimum=0, maximum=1_000_000, default=0),
+    # Up to what the job log stores: a job over the server's job limits is denied (and logged)
+    # by the decision, as on every other way in.
+    "pages": Integer(minimum=0, maximum=MAX_COUNT, required=True, description="pages of one copy"),
+    "colour_pages": Integer(minimum=0, maximum=MAX_COUNT, default=0),
     "duplex": Boolean(default=False),
-    "copies": Integer(minimum=1, maximum=100_000, default=1),
+    "copies": Integer(minimum=1, maximum=MAX_COUNT, default=1),
     "paper_size": String(min_length=1, max_length=32, default="A4"),
     "document_name": String(max_length=1000, strip_check=False, default=""),
     "account": Ref("account", nullable=True,
@@ -247,6 +251,9 @@ JOB_FILTERS = {
     "status": Choice(JobStatus),
     "since": Timestamp(description="jobs at or after this time"),
     "until": Timestamp(description="jobs before this time"),
+    "problem": Boolean(description="true: only jobs with a problem for an administrator (printed "
+                                   "offline outside the job limits or the account rules); false: "
+                                   "only jobs without one"),
 }
 HELD_RELEASE = Object({
     "printer": Ref("printer", nullable=True,
@@ -277,6 +284,14 @@ NODE_INVITE = Object({
     "approve": Boolean(description="whether enrolling approves the node at once; default: yes, "
                                    "except for a Site Server, which then waits for an administrator"),
 })
+QuarantineState = enum.Enum("QuarantineState", {s.upper(): s for s in QUARANTINE_STATES})
+QUARANTINE_FILTERS = {
+    **PAGING,
+    "node": NODE_NAME,
+    "state": Choice(QuarantineState, description="quarantined: kept aside on the print server; "
+                                                 "retrying: sent back into its journal; resolved: "
+                                                 "replayed and acknowledged"),
+}
 
 
 class NoProviderSupport(PcnetError):
@@ -1015,7 +1030,7 @@ class AdminApi:
             filters["printer_id"] = (await self._printer(q["printer"])).id
         if "account" in q:
             filters["account_id"] = (await self._account(q["account"])).id
-        for key in ("status", "since", "until"):
+        for key in ("status", "since", "until", "problem"):
             if key in q:
                 filters[key] = q[key]
         jobs, total = await self.store.list_jobs(offset=q["offset"], limit=q["limit"], **filters)
@@ -1028,16 +1043,13 @@ class AdminApi:
 
     @route("POST", "/jobs/import", summary="Charge an externally reported job", tag="jobs",
            headers=IDEMPOTENCY_KEY, body=JOB_IMPORT, response=S.IMPORT_RESULT, errors=(400, 404, 409),
-           description="Runs the same decision as a printed job (filters, account, balance) and, if "
-                       "it prints, charges it and writes the job log in one transaction. A denied job "
-                       "is logged and not charged. Idempotent with `uuid` or an `Idempotency-Key` "
-                       "header: a repeat returns what was decided the first time.")
+           description="Runs the same validation and decision as a printed job (the job limits, "
+                       "filters, account, balance) and, if it prints, charges it and writes the job "
+                       "log in one transaction. A denied job is logged and not charged. Idempotent "
+                       "with `uuid` or an `Idempotency-Key` header: a repeat returns what was "
+                       "decided the first time.")
     async def import_job(self, call):
         b = call.body
-        if b["colour_pages"] > b["pages"]:
-            raise InvalidField("colour_pages", f"{b['colour_pages']} is more than pages ({b['pages']})")
-        if b["pages"] * b["copies"] > MAX_TOTAL_PAGES:
-            raise InvalidField("copies", f"pages x copies is over {MAX_TOTAL_PAGES:,}")
         printer = await self._printer(b["printer"])
         account_id = None
         if b.get("account") is not None:
@@ -1063,6 +1075,40 @@ class AdminApi:
             "account": S.account_json(account) if account is not None else None,
             "balance": S.money(account.balance) if account is not None else None,
         }
+
+    # --- journal entries quarantined by Print Providers (docs/provider.md) ---------------------
+
+    @route("GET", "/journal-quarantine", summary="Journal entries Print Providers set aside",
+           tag="journal quarantine", query=QUARANTINE_FILTERS, response=S.QUARANTINE_PAGE,
+           errors=(400,),
+           description="Reports a print server's journal could not deliver: the server refused "
+                       "them (or failed on them) for a reason other than being unavailable. The "
+                       "print server keeps each entry, never drops it, and replays the rest of its "
+                       "journal behind it. Newest report first.")
+    async def list_quarantined(self, call):
+        q = call.query
+        entries, total = await self.store.list_quarantined(
+            q["offset"], q["limit"], node=q.get("node"),
+            state=q["state"].value if "state" in q else None)
+        return S.page_json(entries, total, q["offset"], q["limit"], S.quarantined_json)
+
+    @route("GET", "/journal-quarantine/<entry>", summary="One quarantined journal entry",
+           tag="journal quarantine", params={"entry": Id()}, response=S.QUARANTINED_ENTRY,
+           errors=(400, 404))
+    async def get_quarantined(self, call):
+        return S.quarantined_json(await self.store.get_quarantined(call.params["entry"]))
+
+    @route("POST", "/journal-quarantine/<entry>/retry", summary="Send a quarantined entry again",
+           tag="journal quarantine", params={"entry": Id()}, response=S.QUARANTINED_ENTRY,
+           errors=(400, 404, 409, 503),
+           description="The print server moves the entry back into its journal and replays it at "
+                       "once (fix what it was refused for first: e.g. create the user, or register "
+                       "the printer). The entry is then `retrying`; it becomes `resolved` when the "
+                       "server acknowledges it, or `quarantined` again with the new error. 503 when "
+                       "the print server is not connected; 409 when it was replayed already.")
+    async def retry_quarantined(self, call):
+        entry = await self._provider_ops().retry_quarantined(call.params["entry"])
+        return S.quarantined_json(entry)
 
     # --- API tokens ----------------------------------------------------------------------------
 

@@ -174,3 +174,20 @@ async def test_tls_port_serves_https_verified_against_the_deployment_ca(running)
         assert response.code == 200
         doc = await response.json()
         assert doc["openapi"].startswith("3.")
+
+
+def test_the_job_limits_and_the_offline_policy_reach_the_job_service():
+    """`[jobs]` max_copies, max_pages, max_total_pages and offline_policy configure the one
+    job service that every path into the ledger (and the provider operations) uses."""
+    from twisted.internet.task import Clock
+
+    from pcnet import config
+    from pcnet.app.service import ApplicationServer
+    from pcnet.domain.model import JobLimits, OfflinePolicy
+
+    cfg = config.parse("[jobs]\nmax_copies = 5\nmax_pages = 50\nmax_total_pages = 200\n"
+                       "offline_policy = 'charge-at-limits'\n")
+    app = ApplicationServer(cfg, Clock(), object(), tls_options=None)
+    assert app.jobs.limits == JobLimits(max_copies=5, max_pages=50, max_total_pages=200)
+    assert app.jobs.offline_policy is OfflinePolicy.CHARGE_AT_LIMITS
+    assert app.provider_ops.jobs is app.jobs

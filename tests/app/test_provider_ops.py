@@ -205,7 +205,7 @@ def test_offline_jobs_are_charged_without_the_guard_exactly_once(w):
     run(w.store.apply_ledger_entry(_entry(w, D("-9.9000"))))
     job = dict(w.job(pages=4, colour=1), printed_at=1_700_000_000.5)
     first = w.call("job.offline", **job)
-    assert first == {"status": "printed", "cost": "0.8000", "charged": True}
+    assert first == {"status": "printed", "cost": "0.8000", "charged": True, "problem": ""}
     assert w.balance() == D("-0.7000")  # below zero: it printed, it is charged
     w.call("job.offline", **job)  # replayed again
     assert w.balance() == D("-0.7000")
@@ -296,3 +296,19 @@ def test_application_server_wires_provider_ops_pushes_and_the_store_registry():
     factory.sessions[("provider", "print01")] = session = Session()
     assert ops._session("print01") is session
     assert isinstance(app.node_registry, StoreNodeRegistry)
+
+
+def test_a_job_over_the_limits_is_denied_online_and_providers_learn_the_limits(w):
+    """The spool file's 4,294,967,295 copies: a logged deny with the stable reason (never a
+    charge), and every printer description carries the limits the provider applies offline."""
+    from pcnet.domain.model import JobLimits
+
+    w.jobs.limits = JobLimits(max_copies=50, max_pages=500, max_total_pages=1000)
+    reply = w.call("job.submit", **w.job(pages=1, colour=0, copies=4_294_967_295))
+    assert (reply["action"], reply["status"], reply["cost"]) == ("deny", "denied", "0.0000")
+    assert reply["reason"] == "over the job limits: 4294967295 copies (limit 50)"
+    assert reply["printer"]["limits"] == {"max_copies": 50, "max_pages": 500, "max_total_pages": 1000}
+    assert run(w.store.get_job(reply["uuid"])).copies == 4_294_967_295
+    assert w.balance() == D("10.0000")
+    registered = w.call("printers.register", printers=[{"queue": "office"}])
+    assert registered["printers"][0]["limits"]["max_copies"] == 50

@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 
 from pcnet import config
+from pcnet.domain.model import JobLimits
 from pcnet.errors import ConfigError, InvalidInput
 from pcnet.money import format_money, from_minor, parse_money, to_minor
 
@@ -62,6 +63,21 @@ def test_example_config_parses_to_defaults():
     c = config.parse(config.render_example())
     assert c["server"]["http"] == "tcp:9191"
     assert c["protocol"]["missed_beats"] == 3
+    assert c.job_limits == JobLimits() and c["jobs"]["offline_policy"] == "flag"
+
+
+def test_the_example_file_in_etc_lists_every_key_with_its_default():
+    from pathlib import Path
+
+    etc = Path(__file__).resolve().parents[2] / "etc" / "pcnet.toml"
+    assert etc.read_text() == config.render_example()
+
+
+def test_job_limits_and_the_offline_policy_are_read_from_jobs():
+    c = config.parse("[jobs]\nmax_copies = 50\nmax_pages = 200\nmax_total_pages = 2000\n"
+                     "offline_policy = 'charge-at-limits'\n")
+    assert c.job_limits == JobLimits(max_copies=50, max_pages=200, max_total_pages=2000)
+    assert c["jobs"]["offline_policy"] == "charge-at-limits"
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -74,6 +90,10 @@ def test_example_config_parses_to_defaults():
     ("[protocol]\nmissed_beats = true\n", "[protocol] missed_beats: expected int"),
     ("[protocol]\nauto_approve_networks = ['10.0.0.0/33']\n", "auto_approve_networks"),
     ("[server\n", "not valid TOML"),
+    ("[jobs]\nmax_copies = 0\n", "[jobs] max_copies: 0 must be from 1 to 100000"),
+    ("[jobs]\nmax_total_pages = 10000001\n", "[jobs] max_total_pages"),
+    ("[jobs]\nmax_pages = 5.5\n", "[jobs] max_pages: expected int"),
+    ("[jobs]\noffline_policy = 'charge'\n", "[jobs] offline_policy: 'charge' must be one of flag, charge-at-limits"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, text, fragment):
     path = tmp_path / "pcnet.toml"

@@ -13,6 +13,9 @@ from pcnet.domain.model import FailureMode
 from pcnet.provider.journal import HeldJobs, OfflineJournal, PrinterCache
 from pcnet.provider.service import BackendProtocol, PrintProvider, ServerLink, analyse_spool, duplex_from_options
 
+from pcnet.errors import InvalidInput
+from pcnet.net.line import RemoteError
+
 from .fakes import FakeCups, FakeSession, remote_error
 
 ANALYSIS = {"pages": 3, "colour_pages": 1, "duplex": False, "copies": 1, "paper_size": "A4",
@@ -170,12 +173,179 @@ def test_replay_interrupted_by_the_link_keeps_the_entry_and_resends_the_same_uui
     assert len(world.provider.journal) == 0
 
 
-def test_a_permanently_refused_journal_entry_is_kept_aside_not_dropped(world):
-    result(world.job())
-    world.connect({"job.offline": remote_error("invalid", "pages: out of range")})
+def offline_entries(world, n):
+    """`n` jobs printed while no server answers (print-log-later); their uuids in order."""
+    for i in range(n):
+        result(world.job(job_id=100 + i))
+    return [r["uuid"] for _, _, r in world.provider.journal.entries()]
+
+
+def refuse(uuid, code, message="refused"):
+    """A job.offline handler that refuses one uuid and acknowledges the others."""
+    def handler(fields):
+        if fields["uuid"] == uuid:
+            raise RemoteError(code, message)
+        return {"status": "printed", "charged": True}
+    return handler
+
+
+def test_an_entry_refused_for_good_is_quarantined_reported_and_never_blocks_the_rest(world):
+    first, bad, last = offline_entries(world, 3)
+    reports = []
+    server = world.connect({"job.offline": refuse(bad, "invalid", "colour_pages: 5 must be ..."),
+                            "journal.quarantined": lambda f: reports.append(f) or {"id": 1}})
+    assert [f["uuid"] for f in server.ops("job.offline")] == [first, bad, last]
     assert len(world.provider.journal) == 0
-    (kept,) = (world.provider.journal.directory / "rejected").glob("*.json")
-    assert "pages: out of range" in kept.read_text()
+    ((key, kept),) = world.provider.journal.quarantined()
+    assert kept["record"]["uuid"] == bad and kept["kind"] == "job.offline"
+    assert kept["error"] == {"code": "invalid", "message": "colour_pages: 5 must be ..."}
+    assert kept["quarantined_at"] == world.clock.seconds() and kept["reported"] is True
+    (report,) = reports
+    assert report["key"] == key and report["uuid"] == bad and report["state"] == "quarantined"
+    assert report["error"]["code"] == "invalid" and report["record"] == kept["record"]
+    # Kept, never dropped; and reported once.
+    world.provider.catch_up()
+    assert len(reports) == 1 and len(world.provider.journal.quarantined()) == 1
+
+
+@pytest.mark.parametrize("code", ["internal", "not_found", "forbidden", "conflict",
+                                  "insufficient_funds", "unknown_op", "some_future_code"])
+def test_any_refusal_but_unavailability_quarantines_the_entry(world, code):
+    first, bad, last = offline_entries(world, 3)
+    world.connect({"job.offline": refuse(bad, code), "journal.quarantined": lambda f: {}})
+    assert len(world.provider.journal) == 0
+    ((_, kept),) = world.provider.journal.quarantined()
+    assert kept["record"]["uuid"] == bad and kept["error"]["code"] == code
+
+
+@pytest.mark.parametrize("code", ["busy", "store_unavailable", "unavailable"])
+def test_a_server_that_cannot_take_entries_now_stops_the_flush_and_keeps_them(world, code):
+    first, second = offline_entries(world, 2)
+    server = world.connect({"job.offline": refuse(first, code)})
+    assert [f["uuid"] for f in server.ops("job.offline")] == [first]
+    assert [r["uuid"] for _, _, r in world.provider.journal.entries()] == [first, second]
+    assert world.provider.journal.quarantined() == []
+
+
+def test_an_entry_that_cannot_be_sent_is_quarantined_without_being_sent(world):
+    """A hand-edited or damaged journal: an unknown kind, a record that is not an object, a
+    record with the protocol's own fields (one with `re` would be taken for a reply and never
+    answered, blocking the journal)."""
+    (good,) = offline_entries(world, 1)
+    j = world.provider.journal
+    j._put("000000000090-bogus", {"kind": "job.delete", "record": {"uuid": "x"}})
+    j._put("000000000091-list", {"kind": "job.offline", "record": [1, 2]})
+    j._put("000000000092-reply", {"kind": "job.offline", "record": {"uuid": "y", "re": 1, "ok": True}})
+    server = world.connect({"job.offline": lambda f: {}, "journal.quarantined": lambda f: {}})
+    assert [f["uuid"] for f in server.ops("job.offline")] == [good]
+    codes = {k: e["error"]["code"] for k, e in j.quarantined()}
+    assert codes == {"000000000090-bogus": "malformed", "000000000091-list": "malformed",
+                     "000000000092-reply": "malformed"}
+    assert len(server.ops("journal.quarantined")) == 3 and len(j) == 0
+
+
+def test_a_retried_entry_goes_back_in_its_place_and_its_success_is_reported_resolved(world):
+    first, bad = offline_entries(world, 2)
+    refused = {bad}
+    server = world.connect({
+        "job.offline": lambda f: (_ for _ in ()).throw(RemoteError("not_found", "no user"))
+        if f["uuid"] in refused else {},
+        "journal.quarantined": lambda f: {"id": 7}})
+    ((key, _),) = world.provider.journal.quarantined()
+    refused.clear()   # the administrator created the user
+    retry = world.provider.operations().handlers()["journal.retry"]
+    assert retry(server, {"keys": [key, "000000000999-nope"]}) == {
+        "restored": [key], "unknown": ["000000000999-nope"]}
+    # Replayed at once (the retry kicks the catch-up), then reported resolved and forgotten.
+    assert [f["uuid"] for f in server.ops("job.offline")] == [first, bad, bad]
+    states = [f["state"] for f in server.ops("journal.quarantined")]
+    assert states == ["quarantined", "resolved"]
+    assert world.provider.journal.quarantined() == [] and len(world.provider.journal) == 0
+    with pytest.raises(InvalidInput):
+        retry(server, {"keys": "all"})
+
+
+def test_a_retried_entry_refused_again_is_quarantined_again_with_the_new_error(world):
+    (bad,) = offline_entries(world, 1)
+    errors = iter([RemoteError("not_found", "no user"), RemoteError("invalid", "pages: bad")])
+
+    def offline(fields):
+        raise next(errors)
+
+    server = world.connect({"job.offline": offline, "journal.quarantined": lambda f: {}})
+    ((key, _),) = world.provider.journal.quarantined()
+    world.provider.operations().handlers()["journal.retry"](server, {"keys": [key]})
+    ((_, kept),) = world.provider.journal.quarantined()
+    assert kept["error"]["code"] == "invalid" and kept["state"] == "quarantined"
+    assert [f["error"]["code"] for f in server.ops("journal.quarantined")] == ["not_found", "invalid"]
+
+
+def test_quarantine_reports_wait_for_a_server_that_can_take_them(world):
+    (bad,) = offline_entries(world, 1)
+    world.connect({"job.offline": refuse(bad, "invalid"),
+                   "journal.quarantined": remote_error("unknown_op", "an older server")})
+    ((_, kept),) = world.provider.journal.quarantined()
+    assert kept["reported"] is False
+    world.link.session.drop()
+    reports = []
+    world.connect({"journal.quarantined": lambda f: reports.append(f) or {}})
+    assert len(reports) == 1 and world.provider.journal.unreported() == []
+
+
+def test_quarantined_entries_survive_a_restart_and_new_entries_sort_after_them(world):
+    (bad,) = offline_entries(world, 1)
+    world.connect({"job.offline": refuse(bad, "invalid"), "journal.quarantined": lambda f: {}})
+    ((key, _),) = world.provider.journal.quarantined()
+    world.link.session.drop()
+    world.build()
+    assert [k for k, _ in world.provider.journal.quarantined()] == [key]
+    result(world.job(job_id=200))
+    ((new_key, _, _),) = world.provider.journal.entries()
+    assert new_key > key
+
+
+def test_entries_an_older_provider_rejected_are_adopted_into_the_quarantine(world, tmp_path):
+    old = tmp_path / "journal" / "offline" / "rejected"
+    old.mkdir(parents=True)
+    (old / "000000000003-abc.json").write_text(json.dumps(
+        {"kind": "job.offline", "record": {"uuid": "abc"}, "rejected": "invalid: pages: bad"}))
+    world.build()
+    ((key, kept),) = world.provider.journal.quarantined()
+    assert key == "000000000003-abc" and kept["error"] == {"code": "invalid", "message": "pages: bad"}
+    assert not any(old.iterdir())
+
+
+def test_a_job_over_the_servers_limits_never_prints_while_no_server_answers(world):
+    limits = {"max_copies": 10, "max_pages": 100, "max_total_pages": 500}
+    world.register = lambda fields: {"printers": [
+        dict(PRINTERS[p["queue"]], queue=p["queue"], name=p["queue"], limits=limits)
+        for p in fields["printers"]]}
+    world.connect({})
+    world.link.session.drop()
+    assert world.provider.printers.get("office")["limits"] == limits
+    world.analysis.update(copies=4_294_967_295, pages=1, colour_pages=0)
+    for queue in ("office", "nolog"):
+        reply = result(world.job(queue))
+        assert reply["action"] == "deny"
+        assert reply["reason"].startswith("over the job limits: ")
+        assert reply["reason"].endswith("(limit 10) (server unavailable)")
+    assert len(world.provider.journal) == 0
+    # Held, it is not printed either: the server decides (and logs) it when it answers.
+    assert result(world.job("careful"))["action"] == "hold"
+    world.analysis.update(copies=1, pages=101)
+    assert result(world.job("office", job_id=8))["reason"].startswith(
+        "over the job limits: 101 pages per copy (limit 100)")
+    world.analysis.update(pages=3)
+    assert result(world.job("office", job_id=9))["action"] == "print"
+
+
+def test_without_limits_from_the_server_the_default_limits_apply_offline(world):
+    world.analysis.update(copies=10_000, pages=1)   # never connected: nothing cached
+    reply = result(world.job())
+    assert (reply["action"], reply["reason"]) == (
+        "deny", "over the job limits: 20000 copies (limit 9999) (server unavailable)")
+    world.analysis.update(copies=1)
+    assert result(world.job(job_id=8))["action"] == "print"
 
 
 def test_no_answer_within_the_timeout_applies_the_printers_failure_mode(world):

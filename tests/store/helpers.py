@@ -36,3 +36,17 @@ async def ledger_sum(store, account_id) -> Decimal:
     txns, total = await store.list_transactions(account_id, limit=1_000_000)
     assert len(txns) == total
     return sum((t.amount for t in txns), D(0))
+
+
+async def check_ledger(store, account_id) -> Decimal:
+    """balance == sum of the ledger, and each row's balance_after is the running sum; returns
+    the balance."""
+    account = await store.get_account(account_id)
+    assert await ledger_sum(store, account_id) == account.balance
+    txns, _ = await store.list_transactions(account_id, limit=100_000)
+    running = D(0)
+    for t in reversed(txns):   # oldest first
+        running += t.amount
+        assert t.balance_after == running, (t, running)
+    assert running == account.balance
+    return account.balance

@@ -63,18 +63,21 @@ def jobs(store, clock):
 
 class ProviderSession:
     """A connected Print Provider "print01" that records what the server pushes to it and
-    answers every push, or fails with `fail_with`."""
+    answers every push (with `answers[op](fields)` if set, else `{}`), or fails with
+    `fail_with`."""
 
     def __init__(self):
         self.role, self.node, self.connected = "provider", "print01", True
         self.pushed = []
         self.fail_with = None
+        self.answers = {}
 
     def request(self, op, **fields):
         self.pushed.append((op, fields))
         if self.fail_with is not None:
             return defer.fail(self.fail_with)
-        return defer.succeed({})
+        answer = self.answers.get(op)
+        return defer.succeed(answer(fields) if answer is not None else {})
 
 
 @pytest.fixture

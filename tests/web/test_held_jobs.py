@@ -117,3 +117,31 @@ async def test_without_provider_support_held_job_actions_are_unavailable(store, 
     client = ApiClient(AdminApi(store, jobs, clock), admin_token)
     r = await client.post(f"/held-jobs/{uuidlib.uuid4()}/cancel", {})
     assert r.status == 503 and r.error["code"] == "unavailable"
+
+
+@ensureDeferred
+async def test_a_release_runs_the_account_rules_again(client, ops, session):
+    """A held job charged to a shared account whose access was revoked meanwhile, or of a user
+    disabled meanwhile, is not released: 409 `denied` with the decision's reason, nothing
+    pushed to the print server, the job still held."""
+    await setup(client)
+    await client.post("/accounts", {"name": "physics", "restricted": False})
+    assert (await client.put("/accounts/physics/access/users/ann")).status == 204
+    job_uuid = str(uuidlib.uuid4())
+    submit = ops.register(Operations()).handlers()["job.submit"]
+    account_id = (await client.get("/accounts/physics")).json["id"]
+    reply = await submit(session, {"uuid": job_uuid, "queue": "secure", "user": "ann", "pages": 2,
+                                   "account_id": account_id})
+    assert reply["action"] == "hold" and reply["account_id"] == account_id
+    await client.delete("/accounts/physics/access/users/ann")
+    r = await client.post(f"/held-jobs/{job_uuid}/release", {})
+    assert r.status == 409 and r.error["code"] == "denied"
+    assert "account not available: ann may not charge this account" in r.error["message"]
+    assert session.pushed == []
+    assert (await client.get(f"/jobs/{job_uuid}")).json["status"] == "held"
+
+    own = await hold(ops, session, "secure")
+    await client.patch("/users/ann", {"disabled": True})
+    r = await client.post(f"/held-jobs/{own}/release", {})
+    assert r.status == 409 and "user disabled: ann" in r.error["message"]
+    assert session.pushed == []

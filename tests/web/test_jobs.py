@@ -112,10 +112,10 @@ async def test_import_input_is_checked(client):
         ({**base, "pages": -1}, "pages"),
         ({**base, "pages": 2.5}, "pages"),
         ({**base, "pages": "3"}, "pages"),
-        ({**base, "pages": 10 ** 9}, "pages"),
+        ({**base, "pages": 2 ** 63}, "pages"),   # more than the job log can store
+        ({**base, "copies": 2 ** 63}, "copies"),
         ({**base, "colour_pages": 4}, "colour_pages"),
         ({**base, "copies": 0}, "copies"),
-        ({**base, "pages": 1_000_000, "copies": 100_000}, "copies"),
         ({**base, "duplex": "yes"}, "duplex"),
         ({**base, "uuid": "abc"}, "uuid"),
         ({**base, "printer": True}, "printer"),
@@ -129,6 +129,27 @@ async def test_import_input_is_checked(client):
         assert r.error["field"] == field, (body, r.json)
         assert r.error["message"].startswith(field + ":")
     assert (await client.post("/jobs/import", {**base, "printer": "nope"})).status == 404
+
+
+@ensureDeferred
+async def test_an_import_over_the_job_limits_is_denied_and_logged_like_a_printed_job(client):
+    """The import runs the one validation and decision: a job claiming more than the server's
+    job limits is a logged deny with the stable reason, not a charge (nor a 400)."""
+    await setup(client)
+    for body, reason in (
+        ({"copies": 4_294_967_295}, "over the job limits: 4294967295 copies (limit 9999)"),
+        ({"pages": 10 ** 9}, "over the job limits: 1000000000 pages per copy (limit 10000)"),
+        ({"pages": 5_000, "copies": 100}, "over the job limits: 500000 pages in all (limit 100000)"),
+    ):
+        r = await client.post("/jobs/import", {"username": "ann", "printer": "lib-colour",
+                                               "pages": 1, **body})
+        assert r.status == 200, r.json
+        assert r.json["decision"] == {"action": "deny", "cost": "0.0000", "reason": reason,
+                                      "account_id": r.json["account"]["id"]}
+        assert r.json["charged"] is False and r.json["balance"] == "10.0000"
+        stored = (await client.get(f"/jobs/{r.json['job']['uuid']}")).json
+        assert stored["status"] == "denied" and stored["reason"] == reason
+        assert stored["copies"] == body.get("copies", 1)
 
 
 @ensureDeferred

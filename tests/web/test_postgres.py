@@ -32,7 +32,9 @@ from .test_errors import (  # noqa: F401
     test_wrong_types_and_missing_fields_name_the_field,
 )
 from .test_jobs import (  # noqa: F401
+    test_an_import_over_the_job_limits_is_denied_and_logged_like_a_printed_job,
     test_import_denied_for_insufficient_balance_charges_nothing,
+    test_import_input_is_checked,
     test_import_is_idempotent,
     test_import_to_a_shared_account_needs_access,
     test_issue_scenario_user_printer_import_charge_balance_ledger,
