@@ -11,7 +11,8 @@ kept in object streams and count deleted or unused ones.
   (PDF 1.7), which is where a PDF asks for them;
 * colour: every page rendered by Ghostscript (see :mod:`._ghostscript` and :mod:`._colour`).
 
-A page count over the configured maximum
+A file qpdf refuses, or whose page tree holds no page, is counted leniently
+(:mod:`._damaged_pdf`) rather than charged as one page. A page count over the configured maximum
 is not rendered at all: it is reported as the maximum + 1 (``limits_hit`` ``pages``).
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import pikepdf
 
 from . import _ghostscript, _paper
+from ._damaged_pdf import analyse_damaged_pdf
 from ._ghostscript import merge_rendering
 from ._result import SpoolAnalysis, failed, from_page_colours, over_page_limit
 from ._sandbox import Sandbox
@@ -36,9 +38,9 @@ def analyse_pdf(path: str, *, sandbox: Sandbox) -> SpoolAnalysis:
     except pikepdf.PasswordError:
         return failed("pdf", "the PDF is encrypted with a user password")
     except Exception as error:  # qpdf raises several types for damaged files
-        return failed("pdf", f"cannot read the PDF: {_short(error)}")
+        return analyse_damaged_pdf(path, f"cannot read the PDF: {_short(error)}", sandbox=sandbox)
     if pages == 0:
-        return failed("pdf", "the PDF has no pages")
+        return analyse_damaged_pdf(path, "the PDF's page tree has no pages", sandbox=sandbox)
     max_pages = sandbox.limits.max_pages
     if pages > max_pages:
         # Rendering it would only confirm that it is over the limit; the count is exact.
