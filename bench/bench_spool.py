@@ -15,6 +15,11 @@ rendering every page for colour) costs on top of that. A third column shows Ghos
 rendering the files as the analysis does, i.e. how much of pcnet's time is Ghostscript's.
 Ghostscript cannot read the other formats, so they have no baseline.
 
+Every analysis runs Ghostscript in the sandbox (``--sandbox``: ``auto``, ``bwrap`` or ``user``;
+docs/spool-analysis.md "Sandbox and limits"); the "gs" columns run it bare. A second table shows
+what the sandbox costs per helper process: starting ``/usr/bin/true`` bare, in the user sandbox
+(prlimit + setpriv) and under bubblewrap (prlimit + bwrap), median over ``--starts`` starts.
+
 This is a benchmark, not a test: it asserts nothing.
 """
 
@@ -31,8 +36,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pcnet.spool import analyse  # noqa: E402
+from pcnet.spool import Limits, analyse  # noqa: E402
 from pcnet.spool._colour import RENDER_DPI  # noqa: E402
+from pcnet.spool._sandbox import Sandbox, bwrap_problem  # noqa: E402
 
 TESTDATA = ROOT.parent / "shared" / "testdata" / "spool"
 SKIP = ("LICENSE", "NOTICE", "COPYING")
@@ -97,13 +103,34 @@ def make_pclxl(directory: Path) -> list[Path]:
     return made
 
 
+def start_cost(limits: Limits | None, starts: int) -> float:
+    """Median milliseconds to start and reap ``/usr/bin/true`` (bare when *limits* is None)."""
+    times = []
+    for _ in range(starts):
+        started = time.perf_counter()
+        if limits is None:
+            subprocess.run(["/usr/bin/true"], check=True)
+        else:
+            with Sandbox(limits) as sandbox:
+                process = sandbox.start(["/usr/bin/true"])
+                process.stdout.close()
+                process.stderr.close()
+                process.wait()
+        times.append(time.perf_counter() - started)
+    times.sort()
+    return 1000 * times[len(times) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     parser.add_argument(
         "--max-rounds", type=int, default=200, help="bound on rounds per measurement"
     )
+    parser.add_argument("--sandbox", default="auto", choices=("auto", "bwrap", "user"))
+    parser.add_argument("--starts", type=int, default=50, help="helper starts per sandbox")
     options = parser.parse_args()
+    limits = Limits(sandbox=options.sandbox)
 
     with tempfile.TemporaryDirectory(prefix="bench-spool-") as scratch:
         files = [p for p in sorted(TESTDATA.iterdir()) if not p.name.startswith(SKIP)]
@@ -112,7 +139,7 @@ def main() -> None:
         by_format: dict[str, list[Path]] = defaultdict(list)
         pages: dict[Path, int] = {}
         for path in files:
-            result = analyse(path)
+            result = analyse(path, limits=limits)
             by_format[result.format].append(path)
             pages[path] = result.pages
 
@@ -127,7 +154,7 @@ def main() -> None:
 
             def run_pcnet(paths=paths):
                 for path in paths:
-                    analyse(path)
+                    analyse(path, limits=limits)
 
             rate, rounds = timed_loop(run_pcnet, total, options.seconds, options.max_rounds)
             baseline = BASELINES.get(format_)
@@ -149,6 +176,17 @@ def main() -> None:
             else:
                 gs_text = f"{'-':>12} {'-':>11} {'-':>13}"
             print(f"{format_:<11} {len(paths):>5} {total:>5} {rounds:>6} {rate:10.1f} {gs_text}")
+
+    print()
+    print(f"{'helper start':<26} {'median ms':>9}")
+    print("-" * 36)
+    print(f"{'bare (no sandbox)':<26} {start_cost(None, options.starts):9.2f}")
+    print(f"{'user sandbox':<26} {start_cost(Limits(sandbox='user'), options.starts):9.2f}")
+    problem = bwrap_problem()
+    if problem is None:
+        print(f"{'bubblewrap sandbox':<26} {start_cost(Limits(sandbox='bwrap'), options.starts):9.2f}")
+    else:
+        print(f"{'bubblewrap sandbox':<26} {'-':>9}  ({problem})")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The Print Provider's configuration: its own schema for `pcnet.config.load`.
 
 A provider's TOML file names the node, the server it talks to (and the CA that vouches for that
-server), its local files (Unix socket for the CUPS backend, spool, journal and cache directories)
-and its timeouts. `etc/provider.toml` is `render_example(PROVIDER_SCHEMA)` with every key
+server), its local files (Unix socket for the CUPS backend, spool, journal and cache directories),
+its timeouts, and the sandbox and limits of its spool analysis (`[analysis]`, see
+docs/spool-analysis.md "Sandbox and limits"). `etc/provider.toml` is `render_example(PROVIDER_SCHEMA)` with every key
 commented. Relative paths are relative to `[provider] data_dir`, itself relative to the file.
 """
 
@@ -16,6 +17,9 @@ from pcnet.config import Key, _choice, _positive, hidden, load, render_example
 from pcnet.domain.enrolment import MAX_CODE_LENGTH
 from pcnet.domain.model import FailureMode
 from pcnet.errors import ConfigError
+from pcnet.spool import SANDBOX_MODES, Limits
+
+_LIMITS = Limits()
 
 
 def _client_endpoint(v):
@@ -75,6 +79,30 @@ PROVIDER_SCHEMA: dict[str, dict[str, Key]] = {
         "retry_interval": Key((int, float), 30,
                               "seconds between retries of journal entries and offline holds while the link is up", _positive),
     },
+    "analysis": {
+        "sandbox": Key(str, _LIMITS.sandbox,
+                       "how Ghostscript is confined: auto (bubblewrap if it works here, else user), bwrap, or user"
+                       " (an unprivileged user and -dSAFER file lists)", _choice(*SANDBOX_MODES)),
+        "sandbox_user": Key(str, _LIMITS.sandbox_user,
+                            "the user Ghostscript runs as in the user sandbox when the provider runs as root"),
+        "work_dir": Key(str, _LIMITS.work_dir,
+                        "where each job gets its private analysis directory (relative to data_dir; empty: the system temporary directory)"),
+        "timeout": Key((int, float), _LIMITS.timeout,
+                       "wall-clock seconds one Ghostscript run may take; a job stopped by any limit gets the documented fallback",
+                       _positive),
+        "cpu_seconds": Key(int, _LIMITS.cpu_seconds, "CPU seconds one Ghostscript run may use", _positive),
+        "memory_limit_mb": Key(int, _LIMITS.memory_mb, "address space one Ghostscript run may use, in MiB", _positive),
+        "temp_limit_mb": Key(int, _LIMITS.temp_mb,
+                             "temporary space (and largest file) one Ghostscript run may write, in MiB", _positive),
+        "max_unpacked_mb": Key(int, _LIMITS.max_unpacked_mb,
+                               "largest size a gzip'd or PJL-wrapped job may unpack to, in MiB", _positive),
+        "max_pages": Key(int, _LIMITS.max_pages,
+                         "pages counted at most: a file with more is reported as max_pages + 1 (keep it at least the server's page limit)",
+                         _positive),
+        "max_copies": Key(int, _LIMITS.max_copies,
+                          "copies a file may claim: more is reported as max_copies + 1 (keep it at least the server's copies limit)",
+                          _positive),
+    },
 }
 
 
@@ -103,6 +131,7 @@ class ProviderSettings:
     max_line_length: int
     pending_retry: float
     retry_interval: float
+    analysis: Limits
 
 
 def load_settings(path: str | Path) -> ProviderSettings:
@@ -113,6 +142,7 @@ def load_settings(path: str | Path) -> ProviderSettings:
 
 def settings_from(values: dict, base_dir: Path, path: Path | None = None) -> ProviderSettings:
     p, s, proto, jobs = values["provider"], values["server"], values["protocol"], values["jobs"]
+    a = values["analysis"]
     data_dir = (base_dir / p["data_dir"]).resolve()
 
     def at(relative: str) -> Path:
@@ -144,6 +174,11 @@ def settings_from(values: dict, base_dir: Path, path: Path | None = None) -> Pro
         max_line_length=proto["max_line_length"],
         pending_retry=float(proto["pending_retry"]),
         retry_interval=float(jobs["retry_interval"]),
+        analysis=Limits(
+            timeout=float(a["timeout"]), cpu_seconds=a["cpu_seconds"], memory_mb=a["memory_limit_mb"],
+            temp_mb=a["temp_limit_mb"], max_unpacked_mb=a["max_unpacked_mb"], max_pages=a["max_pages"],
+            max_copies=a["max_copies"], sandbox=a["sandbox"], sandbox_user=a["sandbox_user"],
+            work_dir=str(at(a["work_dir"])) if a["work_dir"] else ""),
     )
 
 

@@ -198,13 +198,14 @@ class CupsControl:
 # --- spool analysis --------------------------------------------------------------------------------
 
 
-def analyse_spool(path: str) -> dict:
-    """Analyse a spool file (runs in a thread). Never raises: a file that cannot be analysed
-    gets the analysis's documented fallback (pcnet.spool), and that is logged."""
+def analyse_spool(path: str, limits=None) -> dict:
+    """Analyse a spool file (runs in a thread) within *limits* (a `pcnet.spool.Limits`, the
+    `[analysis]` settings). Never raises: a file that cannot be analysed gets the analysis's
+    documented fallback (pcnet.spool), and that is logged."""
     try:
         from pcnet.spool import analyse
 
-        a = analyse(path)
+        a = analyse(path, limits=limits)
     except Exception as e:  # a bug or a missing analyser: fall back, never crash the provider
         # The same fallback as pcnet.spool's own: one page, counted as colour.
         log.error("spool analysis of {path} failed ({error}); charging it as 1 colour page",
@@ -219,8 +220,14 @@ def analyse_spool(path: str) -> dict:
         "paper_size": getattr(a, "paper_size", None) or "A4",
         "error": getattr(a, "error", None),
         "fallback": bool(getattr(a, "fallback", False)),
+        "limits_hit": list(getattr(a, "limits_hit", ())),
     }
-    if result["error"] or result["fallback"]:
+    if result["limits_hit"]:
+        log.warn("spool file {path} hit the analysis limits {limits} ({error}): {pages} pages "
+                 "x {copies} copies, {colour} colour", path=path,
+                 limits=",".join(result["limits_hit"]), error=result["error"],
+                 pages=result["pages"], copies=result["copies"], colour=result["colour_pages"])
+    elif result["error"] or result["fallback"]:
         log.warn("spool file {path} could not be fully analysed ({error}); using the fallback: "
                  "{pages} pages, {colour} colour", path=path, error=result["error"],
                  pages=result["pages"], colour=result["colour_pages"])
@@ -897,6 +904,18 @@ class ProviderService(MultiService):
             except Exception as e:
                 raise ConfigError(f"{s.path}: [server] ca_cert: {s.ca_cert}: {e}") from None
 
+        limits = s.analysis
+        try:
+            from pcnet.spool import SandboxUnavailable, sandbox_mode
+
+            if limits.work_dir:
+                os.makedirs(limits.work_dir, mode=0o700, exist_ok=True)
+            log.info("spool analysis runs Ghostscript in the {mode} sandbox",
+                     mode=sandbox_mode(limits))
+        except SandboxUnavailable as e:
+            raise ConfigError(f"{s.path}: [analysis] sandbox: {e}") from None
+        except OSError as e:
+            raise ConfigError(f"{s.path}: [analysis] work_dir: {e.strerror}") from None
         analysis_pool = ThreadPool(minthreads=0, maxthreads=s.analysis_threads, name="pcnet-analysis")
         cups_pool = ThreadPool(minthreads=0, maxthreads=1, name="pcnet-cups")
         _ThreadPoolService(analysis_pool).setServiceParent(self)
@@ -904,7 +923,7 @@ class ProviderService(MultiService):
 
         if analyse is None:
             def analyse(path):
-                return deferToThreadPool(reactor, analysis_pool, analyse_spool, path)
+                return deferToThreadPool(reactor, analysis_pool, analyse_spool, path, limits)
         if cups is None:
             cups = CupsControl(reactor, cups_pool, s.cups_server)
 

@@ -11,8 +11,10 @@ directly.
 :func:`analyse` is synchronous and free of Twisted (the provider runs it in a thread); it never
 raises for a bad file: a file that cannot be analysed gets ``error`` set and the documented
 fallback figures (``fallback=True``; at least one page, unknown pages charged as colour).
-Ghostscript runs with a timeout. :func:`analyse_command` is the administrators' command
-``pcnet analyse FILE...``.
+Each file gets a private directory (for unpacking gzip'd or PJL-wrapped jobs) and Ghostscript
+runs sandboxed and bounded in it (:mod:`pcnet.spool._sandbox`, :class:`Limits`); pages and
+copies over the maxima are reported as maximum + 1 and flagged (``limits_hit``).
+:func:`analyse_command` is the administrators' command ``pcnet analyse FILE...``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from __future__ import annotations
 import gzip
 import mmap
 import os
-import shutil
-import tempfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,44 +34,67 @@ from ._pclxl import analyse_pclxl
 from ._pdf import analyse_pdf
 from ._postscript import analyse_postscript
 from ._pwg import analyse_pwg
-from ._result import FALLBACK_PAGES, FORMATS, SpoolAnalysis, failed
+from ._result import FALLBACK_PAGES, FORMATS, SpoolAnalysis, bounded, failed, over_page_limit
+from ._result import from_page_colours
+from ._sandbox import SANDBOX_MODES, Limits, Sandbox, SandboxUnavailable
+from ._sandbox import resolve_mode as sandbox_mode
 from ._text import analyse_text
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "FALLBACK_PAGES",
     "FORMATS",
+    "SANDBOX_MODES",
+    "Limits",
+    "SandboxUnavailable",
     "SpoolAnalysis",
     "analyse",
     "analyse_command",
+    "sandbox_mode",
 ]
 
 # Seconds one Ghostscript run may take (a whole document). Large, image-heavy jobs render at
 # some 10-100 pages a second at the analysis resolution; this leaves room for thousands.
-DEFAULT_TIMEOUT = 120.0
-# Decompressed size allowed for a gzip-compressed job (a "zip bomb" guard).
-MAX_DECOMPRESSED = 2 * 1024**3
+DEFAULT_TIMEOUT = Limits().timeout
 
 _HEAD = 65536
+
+
+class _TooLarge(Exception):
+    """A gzip'd or PJL-wrapped job unpacks to more than the limit allows."""
 
 
 def analyse(
     path: str | os.PathLike,
     *,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = None,
     default_paper: str = "Letter",
+    limits: Limits | None = None,
 ) -> SpoolAnalysis:
     """Analyse the spool file at *path*.
 
     *default_paper* is the paper assumed for formats that do not state one (text, JPEG, PCL
     without a page size command, PostScript without size information): the queue's default
-    media, ``Letter`` being CUPS's own default. *timeout* bounds each Ghostscript run.
+    media, ``Letter`` being CUPS's own default. *limits* bound the analysis (the provider's
+    ``[analysis]`` settings; defaults: :class:`Limits`); *timeout*, if given, replaces its
+    wall-clock bound for each Ghostscript run.
     """
     path = os.fspath(path)
     default_paper = _paper.name_from_keyword(default_paper) or default_paper
+    limits = (limits or Limits()).with_timeout(timeout)
     try:
-        return _analyse(path, timeout=timeout, default_paper=default_paper)
-    except _ghostscript.GhostscriptMissing as error:
+        with Sandbox(limits) as sandbox:
+            result = _analyse(path, sandbox=sandbox, default_paper=default_paper)
+        return bounded(result, max_pages=limits.max_pages, max_copies=limits.max_copies)
+    except _TooLarge as error:
+        # How many pages it holds is unknown, and finding out is what the limit forbids: it is
+        # reported as over the page maximum, so the server's page limit denies it.
+        return from_page_colours(
+            "unknown", over_page_limit(limits.max_pages), paper_size="unknown",
+            error=f"{error}; counted as more than {limits.max_pages} pages",
+            limits_hit=("size", "pages"),
+        )
+    except (_ghostscript.GhostscriptMissing, SandboxUnavailable) as error:
         return failed("unknown", str(error))
     except MemoryError:
         return failed("unknown", "the file is too large to analyse in memory")
@@ -82,7 +105,7 @@ def analyse(
 
 
 def _analyse(
-    path: str, *, timeout: float, default_paper: str, nested: bool = False
+    path: str, *, sandbox: Sandbox, default_paper: str, nested: bool = False
 ) -> SpoolAnalysis:
     with open(path, "rb") as file:
         head = file.read(_HEAD)
@@ -95,48 +118,49 @@ def _analyse(
     else:
         kind = _detect.sniff(head)
 
+    max_pages = sandbox.limits.max_pages
     if kind == "gzip" and not nested:
-        return _analyse_gzip(path, timeout=timeout, default_paper=default_paper)
+        return _analyse_gzip(path, sandbox=sandbox, default_paper=default_paper)
     if kind == "pdf" or kind == "postscript":
-        with _body_file(path, pjl) as body:
+        with _body_file(path, pjl, sandbox) as body:
             if kind == "pdf":
-                return analyse_pdf(body, timeout=timeout)
-            return analyse_postscript(body, timeout=timeout, default_paper=default_paper, pjl=pjl)
+                return analyse_pdf(body, sandbox=sandbox)
+            return analyse_postscript(body, sandbox=sandbox, default_paper=default_paper, pjl=pjl)
     if kind == "pcl5":
         with _mapped(path) as data:
-            return analyse_pcl5(data, pjl=pjl, default_paper=default_paper)
+            return analyse_pcl5(data, pjl=pjl, default_paper=default_paper, max_pages=max_pages)
     if kind == "pclxl":
         with _mapped(path) as data:
-            return analyse_pclxl(data, pjl=pjl, default_paper=default_paper)
+            return analyse_pclxl(data, pjl=pjl, default_paper=default_paper, max_pages=max_pages)
     if kind == "pwg-raster":
         with open(path, "rb") as file:
-            return analyse_pwg(file)
+            return analyse_pwg(file, max_pages=max_pages)
     if kind == "jpeg":
         return analyse_jpeg(path, default_paper=default_paper)
     if kind == "text":
         with open(path, "rb") as file:
-            return analyse_text(file.read(), default_paper=default_paper)
+            return analyse_text(file.read(), default_paper=default_paper, max_pages=max_pages)
     return failed("unknown", "unrecognised spool file format")
 
 
-def _analyse_gzip(path: str, *, timeout: float, default_paper: str) -> SpoolAnalysis:
-    """A gzip-compressed job: PWG raster is read as a stream, anything else unpacked first."""
+def _analyse_gzip(path: str, *, sandbox: Sandbox, default_paper: str) -> SpoolAnalysis:
+    """A gzip-compressed job: PWG raster is read as a stream, anything else unpacked first
+    (into the job's private directory, at most ``max_unpacked_mb``)."""
     try:
         with gzip.open(path, "rb") as stream:
             head = stream.read(_HEAD)
         if _detect.sniff(head) == "pwg-raster":
             with gzip.open(path, "rb") as stream:
-                return analyse_pwg(stream)
-        with tempfile.TemporaryDirectory(prefix="pcnet-spool-") as directory:
-            unpacked = os.path.join(directory, "job")
-            with gzip.open(path, "rb") as stream, open(unpacked, "wb") as out:
-                _copy_limited(stream, out, MAX_DECOMPRESSED)
-            return _analyse(unpacked, timeout=timeout, default_paper=default_paper, nested=True)
+                return analyse_pwg(stream, max_pages=sandbox.limits.max_pages)
+        with gzip.open(path, "rb") as stream, sandbox.create("unpacked") as out:
+            _copy_limited(stream, out, sandbox.limits.max_unpacked_mb)
+        return _analyse(out.name, sandbox=sandbox, default_paper=default_paper, nested=True)
     except (OSError, EOFError, zlib.error) as error:
         return failed("unknown", f"cannot decompress the gzip spool file: {error}")
 
 
-def _copy_limited(source, target, limit: int) -> None:
+def _copy_limited(source, target, limit_mb: int) -> None:
+    limit = limit_mb * 1024 * 1024
     copied = 0
     while True:
         block = source.read(1 << 20)
@@ -144,22 +168,21 @@ def _copy_limited(source, target, limit: int) -> None:
             return
         copied += len(block)
         if copied > limit:
-            raise OSError(f"decompresses to more than {limit} bytes")
+            raise _TooLarge(f"the job unpacks to more than {limit_mb} MB (max_unpacked_mb)")
         target.write(block)
 
 
 @contextmanager
-def _body_file(path: str, pjl: _detect.PjlHeader) -> Iterator[str]:
-    """The job's PostScript/PDF body as a file of its own, without the PJL wrapper."""
+def _body_file(path: str, pjl: _detect.PjlHeader, sandbox: Sandbox) -> Iterator[str]:
+    """The job's PostScript/PDF body as a file of its own, without the PJL wrapper (written in
+    the job's private directory, removed with it)."""
     if not pjl.present:
         yield path
         return
-    with tempfile.TemporaryDirectory(prefix="pcnet-spool-") as directory:
-        body = os.path.join(directory, "body")
-        with open(path, "rb") as source, open(body, "wb") as target:
-            source.seek(pjl.body_offset)
-            shutil.copyfileobj(source, target)
-        yield body
+    with open(path, "rb") as source, sandbox.create("body") as target:
+        source.seek(pjl.body_offset)
+        _copy_limited(source, target, sandbox.limits.max_unpacked_mb)
+    yield target.name
 
 
 @contextmanager

@@ -16,17 +16,28 @@ page device is reported rather than guessed from its text:
   Level 1 way to ask for copies), then resets ``#copies`` to 1 for the same reason.
 
 Reports go to standard error as lines tagged with a random per-run token, so a document's own
-output cannot pass for them; stderr is drained as it comes, keeping only reports and the last
-messages. Ghostscript runs with ``-dSAFER`` and a timeout; a crash, an error or a timeout is
-reported in :attr:`Rendering.error` together with whatever pages were rendered.
+output cannot pass for them; stderr is drained and the reports applied as they come, keeping
+only their summary and the last messages, so an endless stream of messages costs no memory.
+
+Ghostscript runs in the job's :class:`._sandbox.Sandbox` (bubblewrap, or an unprivileged user),
+with ``-dSAFER``, the input as its only ``--permit-file-read`` path, band lists kept in memory
+(no temporary files needed), and the sandbox's limits on time, CPU, memory and temporary space.
+Page output stops deterministically: once more than ``max_pages`` pages have come out,
+Ghostscript is killed and :attr:`Rendering.limit` is ``pages``. A crash or a PostScript error is
+reported in :attr:`Rendering.error` with the pages rendered before it (the same file fails the
+same way on any machine); a run stopped by a machine limit (time, CPU, memory, temporary space)
+also sets :attr:`Rendering.limit`, and its pages must not be trusted as a count: how far it got
+depends on the machine.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import secrets
 import shutil
-import subprocess
+import signal
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,12 +46,15 @@ from typing import IO
 from PIL import Image
 
 from . import _colour
+from ._result import over_page_limit
+from ._sandbox import MACHINE_LIMITS, Sandbox, SandboxUnavailable
 
 # Pixels decoded per read when judging a page: bounds memory for absurd page sizes.
 _CHUNK_BYTES = 4 * 1024 * 1024
-# What is kept of Ghostscript's stderr: report lines (a few per page) and the last messages.
-_MAX_REPORTS = 1_000_000
+# What is kept of Ghostscript's stderr: a summary of the reports and the last messages.
+_MAX_PAGE_SIZES = 100_000
 _TAIL_LINES = 50
+_VMERROR = re.compile(r"VMerror|interpreter error -25\b|out of memory", re.IGNORECASE)
 _MAX_LINE = 8192
 
 
@@ -58,6 +72,7 @@ class Rendering:
     duplex: bool | None = None
     copies: int | None = None
     error: str | None = None
+    limit: str | None = None  # the limit that stopped Ghostscript: pages, time, cpu, memory, output
 
 
 def ghostscript() -> str:
@@ -116,18 +131,25 @@ end
 """
 
 
-def render(path: str, *, timeout: float, pdf: bool) -> Rendering:
-    """Render every page of *path* and judge its colour; never raises for a bad document."""
+def render(path: str, *, pdf: bool, sandbox: Sandbox, max_pages: int | None = None) -> Rendering:
+    """Render every page of *path* in *sandbox* and judge its colour; never raises for a bad
+    document. At most *max_pages* + 1 pages are read (default: the sandbox's ``max_pages``)."""
+    if max_pages is None:
+        max_pages = sandbox.limits.max_pages
     token = "PCNET-" + secrets.token_hex(8)
+    executable = ghostscript()
+    document = sandbox.expose(os.fspath(path))
     command = [
-        ghostscript(),
+        executable,
         "-q",
         "-dSAFER",
+        f"--permit-file-read={document}",
         "-dBATCH",
         "-dNOPAUSE",
         "-dNOINTERPOLATE",
         "-dTextAlphaBits=4",
         "-dGraphicsAlphaBits=4",
+        "-sBandListStorage=memory",
         "-sstdout=%stderr",
         "-sDEVICE=ppmraw",
         f"-r{_colour.RENDER_DPI}",
@@ -137,69 +159,122 @@ def render(path: str, *, timeout: float, pdf: bool) -> Rendering:
         # Honour the annotations' print flags, as a printed PDF would.
         command.append("-dPrinted")
     # An absolute path can never be taken for a command-line switch.
-    command += ["-c", _prologue(token), "-f", os.path.abspath(os.fspath(path))]
+    command += ["-c", _prologue(token), "-f", document]
 
     rendering = Rendering()
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    messages = _Messages(process.stderr, token)
-    messages.start()
-    timed_out = threading.Event()
-
-    def kill() -> None:
-        timed_out.set()
-        process.kill()
-
-    timer = threading.Timer(timeout, kill)
-    timer.start()
     try:
-        read_error = _read_pages(process.stdout, rendering)
+        process = sandbox.start(command)
+    except OSError as error:  # prlimit, bwrap or setpriv gone since start-up
+        raise SandboxUnavailable(f"cannot start Ghostscript in the sandbox: {error}") from None
+    messages = _Messages(process.stderr, token, rendering)
+    messages.start()
+    read_error = None
+    complete = False
+    try:
+        read_error = _read_pages(process.stdout, rendering, max_pages)
+        if len(rendering.page_colours) > max_pages:
+            process.kill("pages")
+        complete = read_error is None
     finally:
-        timer.cancel()
+        if not complete:
+            process.kill()  # nothing more will be read: do not let it run to its timeout
         process.stdout.close()
-        status = process.wait()
+        outcome = process.wait()
         messages.join()
         process.stderr.close()
 
-    _read_reports(messages.reports, rendering)
-    if timed_out.is_set():
+    messages.finish()
+    limits = sandbox.limits
+    rendering.limit = outcome.limit
+    if rendering.limit is None and outcome.returncode != 0 and messages.out_of_memory():
+        rendering.limit = "memory"
+    rendered = len(rendering.page_colours)
+    if rendering.limit == "pages":
+        rendering.error = f"Ghostscript output more than {max_pages} pages"
+    elif rendering.limit == "time":
+        rendering.error = f"Ghostscript stopped at the time limit ({limits.timeout:g} s)"
+    elif rendering.limit == "cpu":
+        rendering.error = f"Ghostscript stopped at the CPU time limit ({limits.cpu_seconds} s)"
+    elif rendering.limit == "memory":
+        rendering.error = f"Ghostscript ran out of memory (limit {limits.memory_mb} MB)"
+    elif rendering.limit == "output":
         rendering.error = (
-            f"Ghostscript timed out after {timeout:g} s "
-            f"({len(rendering.page_colours)} pages rendered)"
+            f"Ghostscript wrote more than the temporary space limit ({limits.temp_mb} MB)"
         )
-    elif status != 0:
-        rendering.error = f"Ghostscript failed (exit status {status}): {messages.last_error()}"
+    elif outcome.returncode != 0 and not (read_error and outcome.returncode == -signal.SIGKILL):
+        rendering.error = (
+            f"Ghostscript failed (exit status {outcome.returncode}): {messages.last_error()}"
+        )
     elif read_error:
-        rendering.error = read_error
+        rendering.error = read_error  # and Ghostscript was killed for it
+    if rendering.limit is not None and rendering.limit != "pages":
+        rendering.error += f" after {rendered} pages"
     return rendering
 
 
 class _Messages(threading.Thread):
-    """Drain Ghostscript's stderr: keep the prologue's reports and the last other lines.
+    """Drain Ghostscript's stderr: apply the prologue's reports, keep the last other lines.
 
     A job can print without end (its output goes to stderr too); reading it as it comes,
-    keeping bounded amounts, means such a job costs CPU until the timeout, never disk or memory.
+    keeping bounded amounts, means such a job costs CPU until a limit stops it, never disk or
+    memory.
     """
 
-    def __init__(self, stream: IO[bytes], token: str) -> None:
+    def __init__(self, stream: IO[bytes], token: str, rendering: Rendering) -> None:
         super().__init__(name="pcnet-gs-stderr", daemon=True)
         self.stream = stream
         self.prefix = (token + " ").encode()
-        self.reports: list[str] = []
+        self.rendering = rendering
+        self.copies = 1
+        self.vmerror = False
         self.tail: deque[str] = deque(maxlen=_TAIL_LINES)
 
     def run(self) -> None:
         for line in iter(lambda: self.stream.readline(_MAX_LINE), b""):
             if line.startswith(self.prefix):
-                if len(self.reports) < _MAX_REPORTS:
-                    self.reports.append(line[len(self.prefix) :].decode("latin-1").strip())
+                self._report(line[len(self.prefix) :].decode("latin-1").strip())
             elif line.strip():
-                self.tail.append(line.decode("latin-1").strip())
+                text = line.decode("latin-1").strip()
+                # Ghostscript's out-of-memory error, by name or by its code (-25), may be
+                # followed by pages of stack dump: remember it rather than look in the tail.
+                if _VMERROR.search(text):
+                    self.vmerror = True
+                self.tail.append(text)
+
+    def _report(self, report: str) -> None:
+        """Apply one page-device report (``kind value...``)."""
+        rendering = self.rendering
+        kind, _, rest = report.partition(" ")
+        values = rest.split()
+        try:
+            if kind == "page" and len(values) == 3:
+                if len(rendering.page_sizes) < _MAX_PAGE_SIZES:
+                    rendering.page_sizes.append((float(values[0]), float(values[1])))
+                self._copies(values[2])
+            elif kind == "duplex" and values:
+                # The last request wins, as it would on the device.
+                rendering.duplex = values[0] == "true"
+            elif kind == "copies" and values:
+                self._copies(values[0])
+            elif kind == "pagesize" and len(values) == 2 and rendering.requested_page_size is None:
+                rendering.requested_page_size = (float(values[0]), float(values[1]))
+        except (ValueError, OverflowError):
+            return
+
+    def _copies(self, text: str) -> None:
+        value = float(text)
+        if math.isnan(value):
+            return
+        # An infinite request is as absurd as a huge one: the result's bound applies to both.
+        copies = int(value) if math.isfinite(value) else 2**63
+        self.copies = max(self.copies, copies)
+
+    def finish(self) -> None:
+        if self.copies > 1:
+            self.rendering.copies = self.copies
+
+    def out_of_memory(self) -> bool:
+        return self.vmerror
 
     def last_error(self) -> str:
         """The most useful line of Ghostscript's error output, for the administrator."""
@@ -209,16 +284,21 @@ class _Messages(threading.Thread):
         return self.tail[-1][:200] if self.tail else "no message"
 
 
-def _read_pages(stream: IO[bytes], rendering: Rendering) -> str | None:
-    """Judge each PPM page on *stream*; returns a message if the stream is malformed."""
-    while True:
+def _read_pages(stream: IO[bytes], rendering: Rendering, max_pages: int) -> str | None:
+    """Judge each PPM page on *stream*, stopping after *max_pages* + 1 pages (the extra page is
+    not read, only counted); returns a message if the stream is malformed."""
+    while len(rendering.page_colours) <= max_pages:
         header = _read_ppm_header(stream)
         if header is None:
             return None
         if isinstance(header, str):
             return header
         width, height = header
+        if len(rendering.page_colours) == max_pages:
+            rendering.page_colours.append(True)  # past the maximum: counted, not judged
+            return None
         rendering.page_colours.append(_judge_page(stream, width, height))
+    return None
 
 
 def _read_ppm_header(stream: IO[bytes]) -> tuple[int, int] | str | None:
@@ -271,25 +351,26 @@ def _judge_page(stream: IO[bytes], width: int, height: int) -> bool:
     return _colour.is_colour(chromatic, width * height)
 
 
-def _read_reports(reports: list[str], rendering: Rendering) -> None:
-    """Apply the prologue's page-device reports (``kind value...``) to *rendering*."""
-    copies: list[int] = []
-    for report in reports:
-        kind, _, rest = report.partition(" ")
-        values = rest.split()
-        try:
-            if kind == "page" and len(values) == 3:
-                rendering.page_sizes.append((float(values[0]), float(values[1])))
-                copies.append(int(float(values[2])))
-            elif kind == "duplex" and values:
-                # The last request wins, as it would on the device.
-                rendering.duplex = values[0] == "true"
-            elif kind == "copies" and values:
-                copies.append(int(values[0]))
-            elif kind == "pagesize" and len(values) == 2 and rendering.requested_page_size is None:
-                rendering.requested_page_size = (float(values[0]), float(values[1]))
-        except ValueError:
-            continue
-    requested = [c for c in copies if c > 1]
-    if requested:
-        rendering.copies = max(requested)
+def merge_rendering(
+    pages: int, rendering: Rendering
+) -> tuple[list[bool], str | None, tuple[str, ...]]:
+    """Colour flags for a document of *pages* pages (known from its structure), the error to
+    report and the limits hit.
+
+    * a run stopped by a machine limit (time, CPU, memory, temporary space): **every page
+      colour**, since how far it got depends on the machine;
+    * more pages rendered than the maximum: the maximum + 1 (the server's page limit denies it);
+    * otherwise (including a crash or an error, which any machine reproduces): rendered pages
+      keep their verdict, the others count as colour.
+    """
+    rendered = rendering.page_colours
+    error = rendering.error
+    if rendering.limit in MACHINE_LIMITS:
+        return [True] * pages, f"{error}; every page counted as colour", (rendering.limit,)
+    if rendering.limit == "pages":
+        return over_page_limit(len(rendered) - 1, rendered), error, ("pages",)
+    if len(rendered) != pages and error is None:
+        error = f"the PDF has {pages} pages but Ghostscript rendered {len(rendered)}"
+    total = max(pages, len(rendered))
+    colours = list(rendered[:total]) + [True] * (total - len(rendered))
+    return colours, error, ()

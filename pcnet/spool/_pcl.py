@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from . import _colour, _paper
 from ._detect import UEL, PjlHeader, read_pjl
-from ._result import SpoolAnalysis, failed, from_page_colours
+from ._result import PageLimitReached, SpoolAnalysis, failed, from_page_colours
 
 CP_PER_INCH = 7200  # PCL "centipoints": the internal unit, as in GhostPCL
 CP_PER_POINT = 100
@@ -86,8 +86,11 @@ class _Page:
 class _Pcl5:
     """The interpreter state: one instance per job."""
 
-    def __init__(self, data: bytes, pjl: PjlHeader, default_paper: str) -> None:
+    def __init__(
+        self, data: bytes, pjl: PjlHeader, default_paper: str, max_pages: int | None = None
+    ) -> None:
         self.data = data
+        self.max_pages = max_pages
         self.pjl = pjl
         self.default_paper = pjl.paper or default_paper
         self.pages: list[_Page] = []
@@ -152,6 +155,8 @@ class _Pcl5:
         self.marked = False
         self.colour = False
         self.y = self.home_y
+        if self.max_pages is not None and len(self.pages) > self.max_pages:
+            raise PageLimitReached
 
     def move_down(self, distance: int, *, by_row: bool) -> None:
         """A relative vertical move; by line feeds it ejects pages past the text area."""
@@ -475,9 +480,15 @@ def _paper_points(name: str) -> tuple[float, float]:
         return _paper.paper_points("Letter")
 
 
-def analyse_pcl5(data: bytes, *, pjl: PjlHeader, default_paper: str) -> SpoolAnalysis:
-    interpreter = _Pcl5(data, pjl, default_paper)
-    interpreter.run(pjl.body_offset)
+def analyse_pcl5(
+    data: bytes, *, pjl: PjlHeader, default_paper: str, max_pages: int | None = None
+) -> SpoolAnalysis:
+    """Analyse a PCL 5 job; reading stops once it has shown more than *max_pages* pages."""
+    interpreter = _Pcl5(data, pjl, default_paper, max_pages)
+    try:
+        interpreter.run(pjl.body_offset)
+    except PageLimitReached:
+        pass  # the result has max_pages + 1 pages; pcnet.spool.analyse flags it
     pages = interpreter.pages
     if not pages:
         return failed("pcl5", "the PCL job prints no page", paper_size=interpreter.default_paper)

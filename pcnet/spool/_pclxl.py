@@ -28,7 +28,7 @@ from PIL import Image
 
 from . import _colour, _paper
 from ._detect import PjlHeader
-from ._result import SpoolAnalysis, failed, from_page_colours
+from ._result import PageLimitReached, SpoolAnalysis, failed, from_page_colours
 
 # Attribute ids.
 A_PALETTE_DEPTH, A_COLOR_SPACE, A_NULL_BRUSH, A_NULL_PEN, A_PALETTE_DATA = 2, 3, 4, 5, 6
@@ -146,6 +146,7 @@ class _PclXl:
         self.duplex = bool(pjl.duplex)
         # (compression, rows, padding) of the ReadImage/ReadRastPattern whose data comes next.
         self.pending_block: tuple[int, int, int] | None = None
+        self.max_pages: int | None = None
 
     # -- stream structure -----------------------------------------------------------------
 
@@ -305,6 +306,8 @@ class _PclXl:
             page.colour = False
         self.pages.append(page)
         self.page = None
+        if self.max_pages is not None and len(self.pages) > self.max_pages:
+            raise PageLimitReached
 
     def media_name(self, attributes: dict[int, object]) -> str | None:
         media = attributes.get(A_MEDIA_SIZE)
@@ -508,11 +511,17 @@ def _int(value: object, default: int) -> int:
     return default
 
 
-def analyse_pclxl(data: bytes, *, pjl: PjlHeader, default_paper: str) -> SpoolAnalysis:
+def analyse_pclxl(
+    data: bytes, *, pjl: PjlHeader, default_paper: str, max_pages: int | None = None
+) -> SpoolAnalysis:
+    """Analyse a PCL XL job; reading stops once it has shown more than *max_pages* pages."""
     walker = _PclXl(data, pjl.body_offset, pjl, default_paper)
+    walker.max_pages = max_pages
     error = None
     try:
         walker.run()
+    except PageLimitReached:
+        pass  # the result has max_pages + 1 pages; pcnet.spool.analyse flags it
     except PclXlError as problem:
         error = f"malformed PCL XL: {problem}"
         if walker.page is not None:

@@ -10,6 +10,10 @@ kept in object streams and count deleted or unused ones.
 * duplex and copies: the catalog's ``/ViewerPreferences`` ``/Duplex`` and ``/NumCopies``
   (PDF 1.7), which is where a PDF asks for them;
 * colour: every page rendered by Ghostscript (see :mod:`._ghostscript` and :mod:`._colour`).
+
+A file qpdf refuses, or whose page tree holds no page, is counted leniently
+(:mod:`._damaged_pdf`) rather than charged as one page. A page count over the configured maximum
+is not rendered at all: it is reported as the maximum + 1 (``limits_hit`` ``pages``).
 """
 
 from __future__ import annotations
@@ -17,10 +21,15 @@ from __future__ import annotations
 import pikepdf
 
 from . import _ghostscript, _paper
-from ._result import SpoolAnalysis, failed, from_page_colours
+from ._damaged_pdf import analyse_damaged_pdf
+from ._ghostscript import merge_rendering
+from ._result import SpoolAnalysis, failed, from_page_colours, over_page_limit
+from ._sandbox import Sandbox
+
+__all__ = ["analyse_pdf", "merge_rendering"]
 
 
-def analyse_pdf(path: str, *, timeout: float) -> SpoolAnalysis:
+def analyse_pdf(path: str, *, sandbox: Sandbox) -> SpoolAnalysis:
     try:
         with pikepdf.open(path) as pdf:
             pages = len(pdf.pages)
@@ -29,26 +38,24 @@ def analyse_pdf(path: str, *, timeout: float) -> SpoolAnalysis:
     except pikepdf.PasswordError:
         return failed("pdf", "the PDF is encrypted with a user password")
     except Exception as error:  # qpdf raises several types for damaged files
-        return failed("pdf", f"cannot read the PDF: {_short(error)}")
+        return analyse_damaged_pdf(path, f"cannot read the PDF: {_short(error)}", sandbox=sandbox)
     if pages == 0:
-        return failed("pdf", "the PDF has no pages")
+        return analyse_damaged_pdf(path, "the PDF's page tree has no pages", sandbox=sandbox)
+    max_pages = sandbox.limits.max_pages
+    if pages > max_pages:
+        # Rendering it would only confirm that it is over the limit; the count is exact.
+        return from_page_colours(
+            "pdf", over_page_limit(max_pages), duplex=duplex, copies=copies, paper_size=paper,
+            error=f"the PDF has {pages} pages, more than {max_pages} (counted as {max_pages + 1})",
+            limits_hit=("pages",),
+        )
 
-    rendering = _ghostscript.render(path, timeout=timeout, pdf=True)
-    colours, error = merge_rendering(pages, rendering)
+    rendering = _ghostscript.render(path, pdf=True, sandbox=sandbox)
+    colours, error, limits_hit = merge_rendering(pages, rendering)
     return from_page_colours(
-        "pdf", colours, duplex=duplex, copies=copies, paper_size=paper, error=error
+        "pdf", colours, duplex=duplex, copies=copies, paper_size=paper, error=error,
+        limits_hit=limits_hit,
     )
-
-
-def merge_rendering(pages: int, rendering: _ghostscript.Rendering) -> tuple[list[bool], str | None]:
-    """Colour flags for *pages* pages: rendered pages as judged, the rest colour (fallback)."""
-    rendered = rendering.page_colours
-    error = rendering.error
-    if len(rendered) != pages and error is None:
-        error = f"the PDF has {pages} pages but Ghostscript rendered {len(rendered)}"
-    total = max(pages, len(rendered))
-    colours = list(rendered[:total]) + [True] * (total - len(rendered))
-    return colours, error
 
 
 def _first_page_paper(pdf: pikepdf.Pdf) -> str:

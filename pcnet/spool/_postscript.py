@@ -10,6 +10,13 @@ Likewise duplex and copies come from what the program actually asks of the page 
 procedures and ignores ``/Duplex true`` text in a procedure that is never called; DSC
 ``%%Requirements:`` and ``*Duplex`` features are the fallback.
 
+A job that cannot be run to its end within the analysis limits (time, CPU, memory, temporary
+space) has no trustworthy page count: how far it got depends on the machine, and its DSC
+comments are the job's own unverified claim. It is reported as more than the page maximum N
+(N + 1 pages, every one colour, ``limits_hit`` naming the limit and ``pages``), so the server's
+page limit denies it. A job that renders more than N pages is stopped there and reported the
+same way (its first N pages as judged).
+
 Paper size: the first ``setpagedevice /PageSize`` the job makes, else ``%%DocumentMedia``,
 else a ``%%BoundingBox`` that is exactly a standard sheet, else *default_paper* (what the
 queue's default media would be).
@@ -23,7 +30,8 @@ from dataclasses import dataclass
 
 from . import _ghostscript, _paper
 from ._detect import PjlHeader
-from ._result import SpoolAnalysis, from_page_colours
+from ._result import SpoolAnalysis, from_page_colours, over_page_limit
+from ._sandbox import MACHINE_LIMITS, Sandbox
 
 # DSC header and trailer comments live in the first and last few kilobytes.
 _HEAD_BYTES = 256 * 1024
@@ -53,16 +61,31 @@ class DscComments:
 
 
 def analyse_postscript(
-    path: str, *, timeout: float, default_paper: str, pjl: PjlHeader
+    path: str, *, sandbox: Sandbox, default_paper: str, pjl: PjlHeader
 ) -> SpoolAnalysis:
     dsc = read_dsc(path)
-    rendering = _ghostscript.render(path, timeout=timeout, pdf=False)
+    rendering = _ghostscript.render(path, pdf=False, sandbox=sandbox)
 
     duplex = _first_known(rendering.duplex, dsc.duplex, pjl.duplex, False)
     copies = rendering.copies or dsc.copies or pjl.copies or 1
     paper = _paper_size(rendering, dsc, pjl, default_paper)
 
     colours = rendering.page_colours
+    if rendering.limit is not None:
+        max_pages = sandbox.limits.max_pages
+        if rendering.limit in MACHINE_LIMITS:
+            colours, hit = [], (rendering.limit, "pages")
+            note = (f"; a PostScript job that cannot be run to its end within the limits is "
+                    f"counted as more than {max_pages} pages ({max_pages + 1})")
+        else:
+            hit, note = ("pages",), f" (counted as {max_pages + 1})"
+        colours = over_page_limit(max_pages, colours)
+        if pjl.grey:
+            colours = [False] * len(colours)
+        return from_page_colours(
+            "postscript", colours, duplex=duplex, copies=copies, paper_size=paper,
+            error=f"{rendering.error}{note}", limits_hit=hit,
+        )
     if pjl.grey:
         # The job tells the printer to render in grey (a driver's "print in greyscale").
         colours = [False] * len(colours)

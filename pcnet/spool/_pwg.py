@@ -167,7 +167,8 @@ class _Reader:
         return not self.ensure(1)
 
 
-def analyse_pwg(stream: IO[bytes]) -> SpoolAnalysis:
+def analyse_pwg(stream: IO[bytes], *, max_pages: int | None = None) -> SpoolAnalysis:
+    """Analyse a PWG/CUPS raster stream; reading stops after more than *max_pages* pages."""
     reader = _Reader(stream)
     sync = reader.read(4) if reader.ensure(4) else b""
     if sync not in SYNC_WORDS:
@@ -178,7 +179,7 @@ def analyse_pwg(stream: IO[bytes]) -> SpoolAnalysis:
     first: PageHeader | None = None
     error = None
     try:
-        while not reader.at_end():
+        while not reader.at_end() and (max_pages is None or len(colours) <= max_pages):
             header = PageHeader.parse(reader.read(header_size), order)
             first = first or header
             colours.append(_read_page(reader, header, compressed, order))

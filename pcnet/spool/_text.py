@@ -33,7 +33,11 @@ def layout(paper: str) -> tuple[int, int]:
     return columns, lines
 
 
-def count_pages(text: str, columns: int, lines_per_page: int) -> int:
+def count_pages(
+    text: str, columns: int, lines_per_page: int, max_pages: int | None = None
+) -> int:
+    """Pages the text filter makes of *text* (counting stops past *max_pages*)."""
+    limit = max_pages if max_pages is not None else len(text) + 1
     pages = 0
     line = 0
     column = 0
@@ -44,9 +48,13 @@ def count_pages(text: str, columns: int, lines_per_page: int) -> int:
             if line >= lines_per_page:
                 pages += 1
                 line = 0
+                if pages > limit:
+                    return pages
         elif character == "\f":
             if line or column:
                 pages += 1
+                if pages > limit:
+                    return pages
             line = column = 0
         elif character == "\r":
             column = 0
@@ -61,15 +69,19 @@ def count_pages(text: str, columns: int, lines_per_page: int) -> int:
                 if line >= lines_per_page:
                     pages += 1
                     line = 0
+                    if pages > limit:
+                        return pages
             column += 1
     if line or column:
         pages += 1
     return pages
 
 
-def analyse_text(data: bytes, *, default_paper: str) -> SpoolAnalysis:
+def analyse_text(
+    data: bytes, *, default_paper: str, max_pages: int | None = None
+) -> SpoolAnalysis:
     columns, lines = layout(default_paper)
-    pages = count_pages(data.decode("utf-8", errors="replace"), columns, lines)
+    pages = count_pages(data.decode("utf-8", errors="replace"), columns, lines, max_pages)
     if pages == 0:
         return failed(
             "text", "the text file prints nothing (only blank space)", paper_size=default_paper

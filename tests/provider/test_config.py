@@ -15,6 +15,7 @@ from pcnet.errors import ConfigError
 from pcnet.net import tls
 from pcnet.provider.config import PROVIDER_SCHEMA, example, load_settings
 from pcnet.provider.service import ProviderService, load_credential, make_provider_service
+from pcnet.spool import Limits
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,6 +64,48 @@ def test_a_wrong_key_names_the_file_and_the_key(tmp_path, extra, message):
     with pytest.raises(ConfigError, match=message) as e:
         load_settings(write_config(tmp_path, extra))
     assert str(tmp_path / "provider.toml") in e.value.message
+
+
+def test_analysis_limits_and_sandbox_come_from_the_analysis_section(tmp_path):
+    path = write_config(tmp_path)
+    path.write_text(path.read_text() + """
+[analysis]
+sandbox = "user"
+timeout = 30
+cpu_seconds = 20
+memory_limit_mb = 256
+max_pages = 5000
+max_copies = 999
+work_dir = "analysis"
+""")
+    limits = load_settings(path).analysis
+    assert (limits.sandbox, limits.timeout, limits.cpu_seconds, limits.memory_mb) == (
+        "user", 30.0, 20, 256)
+    assert (limits.max_pages, limits.max_copies) == (5000, 999)
+    assert limits.work_dir == str(tmp_path / "analysis")
+    assert load_settings(write_config(tmp_path)).analysis == Limits()
+
+
+@pytest.mark.parametrize("text, key", [
+    ('sandbox = "chroot"', "sandbox"),
+    ("max_pages = 0", "max_pages"),
+    ("memory_limit_mb = -1", "memory_limit_mb"),
+])
+def test_a_wrong_analysis_key_is_named(tmp_path, text, key):
+    path = write_config(tmp_path)
+    path.write_text(path.read_text() + f"\n[analysis]\n{text}\n")
+    with pytest.raises(ConfigError, match=key):
+        load_settings(path)
+
+
+def test_a_sandbox_that_cannot_run_stops_start_up(tmp_path, monkeypatch):
+    from pcnet.spool import _sandbox
+
+    monkeypatch.setattr(_sandbox, "bwrap_problem", lambda: "user namespaces are disabled")
+    path = write_config(tmp_path)
+    path.write_text(path.read_text() + '\n[analysis]\nsandbox = "bwrap"\n')
+    with pytest.raises(ConfigError, match="user namespaces are disabled"):
+        make_provider_service(path, MemoryReactorClock())
 
 
 def test_a_tls_endpoint_in_the_config_is_refused(tmp_path):

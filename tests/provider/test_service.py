@@ -507,6 +507,18 @@ def test_analysing_a_corrupt_file_falls_back_and_never_raises(tmp_path):
     assert out["pages"] >= 1 and out["fallback"] is True and out["error"]
 
 
+def test_absurd_claims_reach_the_server_bounded_and_flagged(tmp_path):
+    """A PCL job asking for 4,294,967,295 copies of a million pages: the analysis reports the
+    configured maxima + 1, so the job is 'over the limit', never a number that overflows."""
+    from pcnet.spool import Limits
+
+    spool = tmp_path / "flood.spool"
+    spool.write_bytes(b"\x1bE\x1b&l4294967295X" + b"x\f" * 1_000_000)
+    out = analyse_spool(str(spool), Limits(max_pages=500, max_copies=99))
+    assert (out["pages"], out["copies"], out["fallback"]) == (501, 100, True)
+    assert out["limits_hit"] == ["pages", "copies"]
+
+
 def test_default_failure_mode_applies_to_unknown_queues(tmp_path):
     w = World(tmp_path)
     w.provider.default_failure_mode = FailureMode.HOLD

@@ -169,3 +169,31 @@ def rgb_page_lines(width: int, height: int, *, box: tuple[int, int, int] | None)
         else:
             lines.append(white)
     return lines
+
+
+def raw_pdf(page_contents: list[bytes], *, kids: bool = True, count: int | None = None,
+            root_extra: bytes = b"", page_extra: bytes = b"/MediaBox [0 0 595 842]") -> bytes:
+    """A hand-written PDF (no library would write a broken one): catalog, page tree root,
+    one page object and content stream per entry of *page_contents*. ``kids=False`` leaves
+    ``/Kids`` out of the root, as py-pdf's sample ``unreadablemetadata.pdf`` does."""
+    objects = {1: b"<< /Type /Catalog /Pages 2 0 R >>"}
+    page_numbers = [3 + 2 * i for i in range(len(page_contents))]
+    kids_entry = b"/Kids [" + b" ".join(b"%d 0 R" % n for n in page_numbers) + b"] " if kids else b""
+    objects[2] = (b"<< /Type /Pages /Count %d " % (len(page_contents) if count is None else count)
+                  + kids_entry + root_extra + b" >>")
+    for number, content in zip(page_numbers, page_contents):
+        objects[number] = (b"<< /Type /Page /Parent 2 0 R " + page_extra
+                           + b" /Contents %d 0 R >>" % (number + 1))
+        objects[number + 1] = (b"<< /Length %d >>\nstream\n" % len(content) + content
+                               + b"\nendstream")
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = {}
+    for number in sorted(objects):
+        offsets[number] = len(out)
+        out += b"%d 0 obj\n" % number + objects[number] + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offsets[n] for n in sorted(objects))
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, xref)
+    return bytes(out)

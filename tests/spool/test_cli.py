@@ -28,6 +28,7 @@ def test_one_json_object_per_file_and_success_status():
         "paper_size": "Letter",
         "error": None,
         "fallback": False,
+        "limits_hit": [],
     }
     assert (records[1]["format"], records[1]["colour_page_numbers"], records[1]["paper_size"]) == (
         "pdf", [1], "Letter",

@@ -52,20 +52,37 @@ def test_missing_ghostscript(tmp_path, monkeypatch):
     assert "Ghostscript" in result.error
 
 
-def test_ghostscript_killed_mid_document_keeps_rendered_pages(tmp_path, monkeypatch):
-    """A rendering cut short: rendered pages keep their verdict, the others count as colour."""
+def _cut_short(monkeypatch, *, keep: int, error: str, limit: str | None):
+    """Make every rendering stop after *keep* pages with *error* (and *limit*, if any)."""
     real_render = _ghostscript.render
 
-    def short_render(path, *, timeout, pdf):
-        rendering = real_render(path, timeout=timeout, pdf=pdf)
-        rendering.page_colours = rendering.page_colours[:2]
-        rendering.error = "Ghostscript timed out after 1 s (2 pages rendered)"
+    def short_render(path, **options):
+        rendering = real_render(path, **options)
+        rendering.page_colours = rendering.page_colours[:keep]
+        rendering.error, rendering.limit = error, limit
         return rendering
 
     monkeypatch.setattr(_ghostscript, "render", short_render)
+
+
+def test_ghostscript_failing_mid_document_keeps_rendered_pages(tmp_path, monkeypatch):
+    """A rendering cut short by an error (any machine fails the same way): rendered pages keep
+    their verdict, the others count as colour."""
+    _cut_short(monkeypatch, keep=2, error="Ghostscript failed (exit status 1): /ioerror", limit=None)
     result = analyse(write_pdf(tmp_path / "job.pdf", [grey_text()] * 5))
-    assert result.fallback and "timed out" in result.error
+    assert result.fallback and "failed" in result.error
     assert (result.pages, result.colour_page_numbers) == (5, (3, 4, 5))
+
+
+@pytest.mark.parametrize("limit", ["time", "cpu", "memory", "output"])
+def test_pdf_rendering_stopped_by_a_machine_limit_is_all_colour(tmp_path, monkeypatch, limit):
+    """How far a rendering got before a limit depends on the machine: no page keeps a verdict,
+    every page of the parser's (exact) count is colour."""
+    _cut_short(monkeypatch, keep=2, error=f"Ghostscript stopped at the {limit} limit", limit=limit)
+    result = analyse(write_pdf(tmp_path / "job.pdf", [grey_text()] * 5))
+    assert result.fallback and "every page counted as colour" in result.error
+    assert (result.pages, result.colour_page_numbers) == (5, (1, 2, 3, 4, 5))
+    assert result.limits_hit == (limit,)
 
 
 def test_gzip_compressed_postscript_and_pdf(tmp_path):

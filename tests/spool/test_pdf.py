@@ -6,9 +6,9 @@ import pikepdf
 import pytest
 from pikepdf import Name
 
-from pcnet.spool import analyse
+from pcnet.spool import Limits, analyse
 
-from ._support import LETTER, filled_box, grey_text, red_text, write_pdf
+from ._support import LETTER, filled_box, grey_text, raw_pdf, red_text, write_pdf
 
 
 def test_pages_inside_compressed_object_streams_are_counted(tmp_path):
@@ -131,3 +131,60 @@ def test_truncated_pdf_never_counts_zero_pages(tmp_path):
             assert 1 <= result.pages <= 6 and result.colour_pages == 0
         else:
             assert result.colour_pages == result.pages
+
+
+# -- damaged PDFs: counted leniently, not as one page -------------------------------------
+
+FOUR_PAGES = [filled_box(1, 0, 0), grey_text(), filled_box(0, 0, 1), grey_text()]
+
+
+def test_page_tree_root_without_kids_is_counted_from_its_page_objects(tmp_path):
+    """py-pdf's unreadablemetadata.pdf: 4 pages, a /Pages root without /Kids; qpdf refuses it
+    and pcnet charged it as 1 colour page. Its pages are found and rendered from a repaired
+    copy, so their colour is judged as usual."""
+    path = tmp_path / "unreadablemetadata.pdf"
+    path.write_bytes(raw_pdf(FOUR_PAGES, kids=False))
+    with pytest.raises(pikepdf.PdfError):
+        pikepdf.open(path)  # the premise: qpdf cannot read it
+    result = analyse(path)
+    assert (result.format, result.pages, result.colour_page_numbers) == ("pdf", 4, (1, 3))
+    assert result.paper_size == "A4"
+    assert result.fallback and "4 pages found by a scan of the page objects" in result.error
+
+
+def test_inherited_media_box_of_a_broken_tree_is_kept(tmp_path):
+    path = tmp_path / "broken.pdf"
+    path.write_bytes(raw_pdf(FOUR_PAGES[:2], kids=False, root_extra=b"/MediaBox [0 0 612 792]",
+                             page_extra=b""))
+    result = analyse(path)
+    assert (result.pages, result.colour_page_numbers, result.paper_size) == (2, (1,), "Letter")
+
+
+def test_page_tree_that_counts_no_pages_over_real_page_objects(tmp_path):
+    path = tmp_path / "zero.pdf"
+    path.write_bytes(raw_pdf(FOUR_PAGES[:3], kids=False, count=0))
+    result = analyse(path)
+    assert (result.pages, result.colour_page_numbers) == (3, (1, 3))
+
+
+def test_a_pdf_pypdf_cannot_read_is_counted_by_a_byte_scan(tmp_path, monkeypatch):
+    """The last resort: /Type /Page objects counted in the bytes, every page colour unless
+    Ghostscript renders them from the original."""
+    import pypdf
+
+    def unreadable(*args, **kwargs):
+        raise pypdf.errors.PdfReadError("cannot read")
+
+    monkeypatch.setattr(pypdf, "PdfReader", unreadable)
+    path = tmp_path / "broken.pdf"
+    path.write_bytes(raw_pdf(FOUR_PAGES, kids=False))
+    result = analyse(path)
+    assert (result.pages, result.colour_pages) == (4, 4)
+    assert "byte scan" in result.error
+
+
+def test_a_damaged_pdf_over_the_page_maximum_counts_as_over(tmp_path):
+    path = tmp_path / "broken.pdf"
+    path.write_bytes(raw_pdf([grey_text()] * 12, kids=False))
+    result = analyse(path, limits=Limits(max_pages=10))
+    assert (result.pages, result.limits_hit) == (11, ("pages",))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pcnet.spool import analyse
+from pcnet.spool import Limits, analyse
 
 from ._support import TESTDATA, postscript
 
@@ -84,12 +84,15 @@ def test_postscript_error_falls_back_on_dsc_page_count(tmp_path):
     assert result.colour_page_numbers == (2, 3)  # page 1 was rendered and is grey
 
 
-def test_ghostscript_timeout_falls_back(tmp_path):
+def test_ghostscript_timeout_counts_the_job_as_over_the_page_limit(tmp_path):
+    """A job stopped by the time limit is not charged what its DSC claims (nor what rendered
+    in time, which depends on the machine): it counts as more than max_pages pages."""
     data = b"%!PS-Adobe-3.0\n%%Pages: 2\n%%EndComments\n{ } loop\n"
-    result = analyse(write(tmp_path, data), timeout=1)
+    result = analyse(write(tmp_path, data), limits=Limits(timeout=1, max_pages=50))
     assert result.fallback
-    assert "timed out" in result.error
-    assert (result.pages, result.colour_pages) == (2, 2)
+    assert "time limit" in result.error
+    assert (result.pages, result.colour_pages) == (51, 51)
+    assert result.limits_hit == ("time", "pages")
 
 
 def test_postscript_that_prints_nothing_falls_back(tmp_path):
@@ -124,6 +127,6 @@ def test_job_with_its_own_end_page_procedure(tmp_path):
 def test_job_printing_without_end_is_stopped_by_the_timeout(tmp_path):
     """Its output is drained and dropped as it comes: the job costs time, not disk or memory."""
     data = b"%!PS\n%%Pages: 1\n{ (all work and no play makes Jack a dull boy\\n) print } loop\n"
-    result = analyse(write(tmp_path, data), timeout=2)
-    assert result.fallback and "timed out" in result.error
-    assert (result.pages, result.colour_pages) == (1, 1)
+    result = analyse(write(tmp_path, data), limits=Limits(timeout=2, max_pages=50))
+    assert result.fallback and "time limit" in result.error
+    assert (result.pages, result.colour_pages, result.limits_hit) == (51, 51, ("time", "pages"))

@@ -44,6 +44,7 @@ def test_to_json():
         "paper_size": "A4",
         "error": None,
         "fallback": False,
+        "limits_hit": [],
     }
     assert result.grey_pages == 2
 
