@@ -12,6 +12,11 @@ A server's ports take plain HTTP, HTTPS and pcnet/1 on the same socket:
 So the line protocol is never reachable in clear text: a clear-text connection always goes to
 HTTP. The port's endpoint is ordinary configuration (`tcp:9191`); TLS is layered here, after
 sniffing, with `TLSMemoryBIOFactory`, never by the endpoint.
+
+Before any of that, the listener asks its `ConnectionLimits` (`pcnet.net.limits`) whether the
+connection may be held at all: over the total cap or the cap for its source address, the port
+closes it at once (no TLS or HTTP state is ever built). And a connection must have reached HTTP
+or pcnet/1 (first byte, TLS handshake) within `negotiation_timeout`.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from pcnet.net.limits import ConnectionLimits, RateLimitedLog
 from pcnet.net.tls import ALPN_PCNET, SERVER_ALPN
 
 log = Logger(namespace="pcnet.net.listener")
@@ -110,15 +116,24 @@ class _ALPNChooserFactory(Factory):
         return list(SERVER_ALPN)
 
 
+class _PlainLog:
+    """What stands in for a RateLimitedLog on a listener without a clock (tests, tools)."""
+
+    def event(self, kind: str, fmt: str, **fields) -> bool:
+        log.info(fmt, **fields)
+        return True
+
+
 class _FirstByteSniffer(Protocol):
     """Waits for the first byte, then becomes a relay to TLS or to plain HTTP."""
 
     _inner = None
     _timer = None
 
-    def __init__(self, mux: MultiplexingFactory, addr):
+    def __init__(self, mux: MultiplexingFactory, addr, ticket: str | None = None):
         self._mux = mux
         self._addr = addr
+        self._ticket = ticket  # our slot in the connection caps, given back when we are gone
 
     def connectionMade(self) -> None:
         mux = self._mux
@@ -127,7 +142,8 @@ class _FirstByteSniffer(Protocol):
 
     def _timed_out(self) -> None:
         self._timer = None
-        log.info(
+        self._mux.stranger_log.event(
+            "negotiation_timeout",
             "connection from {peer} did not get as far as HTTP or pcnet/1 in {t:g} s; dropping",
             peer=self.transport.getPeer(),
             t=self._mux.negotiation_timeout,
@@ -170,6 +186,9 @@ class _FirstByteSniffer(Protocol):
 
     def connectionLost(self, reason) -> None:
         self._negotiated()
+        ticket, self._ticket = self._ticket, None
+        if ticket is not None:
+            self._mux.limits.release(ticket)
         inner, self._inner = self._inner, None
         if inner is not None:
             inner.connectionLost(reason)
@@ -185,6 +204,8 @@ class MultiplexingFactory(Factory):
     - `allow_plain`: whether clear-text HTTP is served (True on 9191, False on 9192);
     - `clock` and `negotiation_timeout`: a connection that has not reached HTTP or pcnet/1
       (first byte, TLS handshake) within this many seconds is dropped. No clock, no limit.
+    - `limits`: the `ConnectionLimits` (total and per source address) this port counts its
+      connections in; share one between a server's ports. None: no caps.
 
         site = MultiplexingFactory(Site(root), LineServerFactory(...), tls_options,
                                    allow_plain=True, clock=reactor)
@@ -201,19 +222,29 @@ class MultiplexingFactory(Factory):
         *,
         allow_plain: bool,
         clock: IReactorTime | None = None,
-        negotiation_timeout: float | None = 30.0,
+        negotiation_timeout: float | None = 10.0,
+        limits: ConnectionLimits | None = None,
     ):
         self.http_factory = http_factory
         self.line_factory = line_factory
         self.allow_plain = allow_plain
         self.clock = clock
         self.negotiation_timeout = negotiation_timeout
+        self.limits = limits
+        self.stranger_log = (RateLimitedLog(clock, log, level="info") if clock is not None
+                             else _PlainLog())
         self._tls_factory = TLSMemoryBIOFactory(
             tls_options, False, _ALPNChooserFactory(self), clock=clock
         )
 
-    def buildProtocol(self, addr) -> _FirstByteSniffer:
-        return _FirstByteSniffer(self, addr)
+    def buildProtocol(self, addr) -> _FirstByteSniffer | None:
+        limits = self.limits
+        if limits is None:
+            return _FirstByteSniffer(self, addr)
+        ticket = limits.admit(addr)
+        if ticket is None:
+            return None  # the port closes the socket at once: nothing was built for it
+        return _FirstByteSniffer(self, addr, ticket)
 
     # The inner factories never see a port of their own; pass start/stop on, so e.g. a Site
     # opens and closes its access log.
