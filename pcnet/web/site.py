@@ -1,26 +1,64 @@
-"""The HTTP site of a pcnet server: `twisted.web.server.Site` with a limit on request bodies.
+"""The HTTP site of a pcnet server: `twisted.web.server.Site` with deadlines and size limits that
+a stranger cannot stretch.
 
-Twisted buffers a whole request body (in memory, or a temporary file past 100 KB) before any
-resource sees it, so a size check in the API alone still lets a client fill the disk. Here a
-body that declares, or grows, past the limit is refused as it arrives: 413 with pcnet's error
-shape, and the connection is closed.
+- **Request deadline**: from the first byte of a request to the last byte of its body, at most
+  `request_timeout` seconds; then 408 and the connection is closed. Twisted's own timer is an
+  idle timer that every byte restarts, so a client trickling one byte every few seconds could
+  hold a connection (and a descriptor) for ever; this one is never restarted.
+- **Keep-alive deadline**: a connection waiting for its next request (or its first, after a TLS
+  handshake) is closed after `idle_timeout` seconds.
+- **Headers**: at most `max_headers` header lines and `max_header_bytes` bytes for the request
+  line and headers together (and for any one line), else 400.
+- **Body**: Twisted buffers a whole request body (in memory, or a temporary file past 100 KB)
+  before any resource sees it, so a size check in the API alone still lets a client fill the
+  disk. A body that declares, or grows, past `max_request_body` is refused as it arrives: 413
+  with pcnet's error shape, and the connection is closed.
+
+While a resource works on a request no deadline runs (an API call may wait for the database);
+the keep-alive deadline starts again when the response is done. A connection closed by a
+deadline is aborted if it has not gone `abort_timeout` seconds later (a peer that reads nothing
+cannot keep it either). Connection caps live in the listener (`pcnet.net.limits`).
 """
 
 from __future__ import annotations
 
 import json
 
+from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
 from twisted.web.server import Request, Site
+
+from pcnet.net.limits import RateLimitedLog
+
+log = Logger(namespace="pcnet.web.site")
 
 #: Larger than any admin API request (whose own limit is 1 MiB) needs.
 MAX_REQUEST_BODY = 4 * 1024 * 1024
+#: Seconds from a request's first byte to the end of its body.
+REQUEST_TIMEOUT = 30.0
+#: Seconds a connection may wait for its next request.
+IDLE_TIMEOUT = 15.0
+#: Header lines per request (Twisted allows 500).
+MAX_HEADERS = 100
+#: Bytes of request line plus headers, and of any one of those lines.
+MAX_HEADER_BYTES = 16384
+#: Seconds a connection closed by a deadline has to go before it is aborted.
+ABORT_TIMEOUT = 5.0
+
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large"}
+
+
+def error_response(status: int, code: str, message: str) -> bytes:
+    """A complete `Connection: close` HTTP response with pcnet's error body, written raw
+    (for when no `Request` is there to answer: the request never finished arriving)."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return (b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
+            % (status, _REASONS[status], len(body), body))
 
 
 def _refusal(limit: int) -> bytes:
-    body = json.dumps({"error": {"code": "too_large",
-                                 "message": f"request body is larger than {limit} bytes"}}).encode()
-    return (b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
-            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    return error_response(413, "too_large", f"request body is larger than {limit} bytes")
 
 
 class LimitedRequest(Request):
@@ -36,7 +74,11 @@ class LimitedRequest(Request):
         if not self._refused:
             self._refused = True
             self.channel.transport.write(_refusal(self._limit()))
-            self.channel.transport.loseConnection()
+            close = getattr(self.channel, "close_after_error", None)
+            if close is not None:
+                close()
+            else:
+                self.channel.transport.loseConnection()
 
     def gotLength(self, length):
         if length is not None and length > self._limit():
@@ -59,11 +101,130 @@ class LimitedRequest(Request):
         super().requestReceived(command, path, version)
 
 
+class PcnetHTTPChannel(HTTPChannel):
+    """HTTP/1.1 with a request deadline nothing can extend and a keep-alive deadline.
+
+    Its settings come from its site (`PcnetSite`); Twisted's idle timer (`timeOut`) is off.
+    """
+
+    _waiting = True          # between requests: waiting for the first byte of the next one
+    _request_timer = None
+    _idle_timer = None
+    _closing = False
+
+    def connectionMade(self):
+        site = self.site
+        self.maxHeaders = site.max_headers
+        self.totalHeadersSize = site.max_header_bytes
+        self.MAX_LENGTH = site.max_header_bytes   # LineReceiver's limit for one line
+        self.abortTimeout = site.abort_timeout
+        super().connectionMade()
+        self._arm_idle()
+
+    def dataReceived(self, data):
+        if self._waiting and data and not self._closing:
+            # The first byte of a request: its whole head and body must be here in time.
+            self._waiting = False
+            self._cancel_idle()
+            self._request_timer = self.callLater(self.site.request_timeout, self._request_late)
+        super().dataReceived(data)
+
+    def allContentReceived(self):
+        self._cancel_request_timer()
+        super().allContentReceived()
+
+    def requestDone(self, request):
+        # Set before Twisted replays pipelined bytes (from inside requestDone), so that they
+        # start the next request's deadline.
+        self._waiting = True
+        super().requestDone(request)
+        if self._waiting and self.persistent and not self._closing:
+            self._arm_idle()
+
+    def connectionLost(self, reason):
+        self._cancel_request_timer()
+        self._cancel_idle()
+        super().connectionLost(reason)
+
+    # --- deadlines -----------------------------------------------------------------------------
+
+    def _arm_idle(self) -> None:
+        self._cancel_idle()
+        self._idle_timer = self.callLater(self.site.idle_timeout, self._idle_expired)
+
+    def _cancel_idle(self) -> None:
+        timer, self._idle_timer = self._idle_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _cancel_request_timer(self) -> None:
+        timer, self._request_timer = self._request_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _idle_expired(self) -> None:
+        self._idle_timer = None
+        if self._waiting and not self._handlingRequest:
+            self.close_after_error()
+
+    def _request_late(self) -> None:
+        self._request_timer = None
+        site = self.site
+        site.stranger_log.event(
+            "request_timeout",
+            "HTTP request from {peer} not complete {t:g} s after its first byte; closing",
+            peer=self.transport.getPeer(), t=site.request_timeout)
+        self.transport.write(error_response(
+            408, "request_timeout",
+            f"the request (headers and body) did not arrive within {site.request_timeout:g} s"))
+        self.close_after_error()
+
+    def close_after_error(self) -> None:
+        """Close now (what is written is still sent) and abort if not gone in abort_timeout."""
+        if self._closing:
+            return
+        self._closing = True
+        self._cancel_request_timer()
+        self._cancel_idle()
+        self.loseConnection()
+        if self.abortTimeout is not None and self._abortingCall is None:
+            self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
+
+    def forceAbortClient(self):
+        # Twisted's logs a line per connection: strangers could flood the log with them.
+        self._abortingCall = None
+        self.transport.abortConnection()
+
+    def lineLengthExceeded(self, line):
+        self._respondToBadRequestAndDisconnect()
+
+    def _respondToBadRequestAndDisconnect(self):
+        # Too many or too long headers, a malformed request line or header: 400, and closed
+        # even if the peer reads nothing.
+        self.transport.write(error_response(400, "bad_request", "malformed request, or its "
+                                            "headers are too many or too long"))
+        self.close_after_error()
+
+
 class PcnetSite(Site):
-    """The site every pcnet server serves its web resources with."""
+    """The site every pcnet server serves its web resources with (see the module's doc).
+
+    `reactor` (any `IReactorTime`, e.g. a `task.Clock` in tests) runs the deadlines.
+    """
 
     requestFactory = LimitedRequest
+    protocol = PcnetHTTPChannel
 
-    def __init__(self, resource, *, max_request_body: int = MAX_REQUEST_BODY, **kw):
+    def __init__(self, resource, *, max_request_body: int = MAX_REQUEST_BODY,
+                 request_timeout: float = REQUEST_TIMEOUT, idle_timeout: float = IDLE_TIMEOUT,
+                 max_headers: int = MAX_HEADERS, max_header_bytes: int = MAX_HEADER_BYTES,
+                 abort_timeout: float = ABORT_TIMEOUT, **kw):
+        kw["timeout"] = None   # Twisted's idle timer: replaced by the channel's deadlines
         super().__init__(resource, **kw)
         self.max_request_body = max_request_body
+        self.request_timeout = request_timeout
+        self.idle_timeout = idle_timeout
+        self.max_headers = max_headers
+        self.max_header_bytes = max_header_bytes
+        self.abort_timeout = abort_timeout
+        self.stranger_log = RateLimitedLog(self.reactor, log, level="info")
