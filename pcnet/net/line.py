@@ -361,6 +361,10 @@ class LineProtocol(LineFraming):
         self._open = True
         self.peer = self.transport.getPeer()
         self._last_received = self._last_sent = self._clock.seconds()
+        if not self._locked:
+            self._start_heartbeats()
+
+    def _start_heartbeats(self) -> None:
         self._beat = self._clock.callLater(self.config.heartbeat_interval, self._heartbeat)
 
     def connectionLost(self, reason: Failure) -> None:
@@ -780,6 +784,10 @@ class LineServerProtocol(LineProtocol):
         self.authenticated = True
         self._locked = False
         self.max_line_length = self.config.max_line_length
+        # Heartbeats start with the session: a stranger is not worth pinging (the hello
+        # deadline ends its connection sooner than a missed beat would).
+        self._last_received = self._last_sent = self._clock.seconds()
+        self._start_heartbeats()
         if self._auth_timer is not None and self._auth_timer.active():
             self._auth_timer.cancel()
         self._auth_timer = None

@@ -279,6 +279,17 @@ def test_the_message_budget_ends_with_an_approved_hello():
     assert len(h.replies()) == 500 and not h.transport.disconnecting
 
 
+def test_the_server_sends_no_heartbeats_before_an_approved_hello():
+    """Pinging strangers costs a TLS record each; the hello deadline ends them sooner than a
+    missed beat would. Heartbeats start with the approved session."""
+    h = ServerHarness(config=LineConfig(heartbeat_interval=1, auth_timeout=60))
+    h.clock.advance(5)
+    assert h.replies() == []
+    assert h.hello()["ok"]
+    h.clock.advance(1)
+    assert [r.get("op") for r in h.replies()] == ["ping"]
+
+
 def test_strangers_are_logged_at_most_once_a_minute_per_kind():
     """Hundreds of connections timing out before hello make one log line (and a count)."""
     from twisted.internet.testing import StringTransport
