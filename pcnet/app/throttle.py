@@ -193,6 +193,8 @@ class SignInThrottle:
             if bucket is not None and bucket.level(p.address_failures, self._address_rate, now) < 1:
                 raise TooManyAttempts("too many failed sign-ins from this address; try again later",
                                       retry_after=bucket.wait_for_one(self._address_rate))
+            # No room to wait for a hash: say so now, before the caller looks the user up.
+            self._check_room(source, trusted)
         if pair is None:
             pair = _Pair()
         pair.pending += 1
@@ -277,15 +279,12 @@ class SignInThrottle:
         if not self._trusted_queue and not self._queues and self._can_start():
             self._start_one()
             return succeed(None)
-        queue = self._queues.get(attempt.source)
-        if self._waiting >= p.max_waiting or (
-                not attempt.trusted and queue is not None and len(queue) >= p.waiting_per_address):
-            raise TooManyAttempts("the server is busy checking other sign-ins; try again shortly",
-                                  retry_after=max(1.0, self._waiting / p.hashes_per_second))
+        self._check_room(attempt.source, attempt.trusted)
         waiter = _Waiter(Deferred(), attempt.source)
         if attempt.trusted:
             self._trusted_queue.append(waiter)
         else:
+            queue = self._queues.get(attempt.source)
             if queue is None:
                 queue = self._queues[attempt.source] = deque()
             queue.append(waiter)
@@ -293,6 +292,21 @@ class SignInThrottle:
         waiter.timer = self.clock.callLater(p.max_wait, self._gave_up, waiter, attempt.trusted)
         self._dispatch()
         return waiter.deferred
+
+    def _check_room(self, source: str, trusted: bool) -> None:
+        """TooManyAttempts unless a sign-in from `source` may wait for a hash slot. Users who
+        signed in from their address before have a queue of their own (as long), so strangers
+        filling theirs cannot turn them away."""
+        p = self.policy
+        if trusted:
+            full = len(self._trusted_queue) >= p.max_waiting
+        else:
+            queue = self._queues.get(source)
+            full = (self._waiting - len(self._trusted_queue) >= p.max_waiting
+                    or queue is not None and len(queue) >= p.waiting_per_address)
+        if full:
+            raise TooManyAttempts("the server is busy checking other sign-ins; try again shortly",
+                                  retry_after=max(1.0, self._waiting / p.hashes_per_second))
 
     def _can_start(self) -> bool:
         p = self.policy

@@ -57,7 +57,7 @@ def served_order(hasher, named: dict) -> list[str]:
     """Finish hashes one round at a time; the names of the sign-ins in the order they ended."""
     order = []
     for name, d in named.items():
-        d.addCallback(lambda _, name=name: order.append(name))
+        d.addCallback(lambda outcome, name=name: (order.append(name), outcome)[1])
     for _ in range(len(named)):
         hasher.finish_all()
     return order
@@ -251,3 +251,21 @@ def test_policy_values_are_checked():
                 dict(user_failures=0), dict(max_wait=0)):
         with pytest.raises(ValueError):
             SignInPolicy(**bad)
+
+
+def test_a_full_queue_is_refused_at_begin_before_the_caller_looks_the_user_up():
+    """Once strangers fill the wait queue, more of them are refused by begin() itself (no
+    database lookup, no hash); a user who signed in from their address before still queues."""
+    hasher = Hasher(instant=False)
+    t = throttle(hasher=hasher, concurrent_hashes=1, max_waiting=3, hashes_per_second=1000)
+    ann = sign_in(t, "10.1.1.1", "ann", "right")
+    hasher.finish_all()
+    assert result_of(ann) is True
+    busy = [sign_in(t, f"s{i}", "x") for i in range(4)]   # one hashing, three waiting
+    with pytest.raises(TooManyAttempts) as refused:
+        t.begin("s9", "x")
+    assert refused.value.retry_after >= 1
+    again = sign_in(t, "10.1.1.1", "ann", "right")
+    order = served_order(hasher, {"s0": busy[0], "ann": again,
+                                  **{f"s{i}": d for i, d in enumerate(busy[1:], 1)}})
+    assert order[:2] == ["s0", "ann"] and result_of(again) is True
