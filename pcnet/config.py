@@ -77,6 +77,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_headers": Key(int, 100, "header lines per request; more get 400", _positive),
         "max_header_bytes": Key(int, 16384, "bytes of request line and headers per request; more get 400", _at_least(1024)),
         "max_request_body": Key(int, 4194304, "bytes of request body; a larger one is refused (413) as it arrives", _at_least(1 << 20)),
+        "max_request_bodies": Key(int, 67108864, "bytes of request bodies held at once, all connections together (memory and temporary files); past it 503", _at_least(1 << 20)),
     },
     "database": {
         "url": Key(str, "sqlite:///pcnet.db",

@@ -156,6 +156,7 @@ class ApplicationServer(MultiService):
         h = self.cfg["http"]
         site = PcnetSite(self.web_root(), reactor=self.reactor,
                          max_request_body=h["max_request_body"],
+                         max_request_bodies=h["max_request_bodies"],
                          request_timeout=float(h["request_timeout"]),
                          idle_timeout=float(h["idle_timeout"]), max_headers=h["max_headers"],
                          max_header_bytes=h["max_header_bytes"])

@@ -12,7 +12,11 @@ a stranger cannot stretch.
 - **Body**: Twisted buffers a whole request body (in memory, or a temporary file past 100 KB)
   before any resource sees it, so a size check in the API alone still lets a client fill the
   disk. A body that declares, or grows, past `max_request_body` is refused as it arrives: 413
-  with pcnet's error shape, and the connection is closed.
+  with pcnet's error shape, and the connection is closed. And all the bodies being received or
+  handled at once, on every connection, may hold at most `max_request_bodies` bytes (memory
+  and temporary files together): past it a request gets 503 `busy` (with `Retry-After`) and
+  its connection is closed, so many connections each sending a body just under the limit
+  cannot fill memory or the disk either.
 
 While a resource works on a request no deadline runs (an API call may wait for the database);
 the keep-alive deadline starts again when the response is done. A connection closed by a
@@ -34,6 +38,8 @@ log = Logger(namespace="pcnet.web.site")
 
 #: Larger than any admin API request (whose own limit is 1 MiB) needs.
 MAX_REQUEST_BODY = 4 * 1024 * 1024
+#: Bytes of request bodies held at once, all connections together.
+MAX_REQUEST_BODIES = 64 * 1024 * 1024
 #: Seconds from a request's first byte to the end of its body.
 REQUEST_TIMEOUT = 30.0
 #: Seconds a connection may wait for its next request.
@@ -45,16 +51,18 @@ MAX_HEADER_BYTES = 16384
 #: Seconds a connection closed by a deadline has to go before it is aborted.
 ABORT_TIMEOUT = 5.0
 
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large"}
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large",
+            503: b"Service Unavailable"}
 
 
-def error_response(status: int, code: str, message: str) -> bytes:
+def error_response(status: int, code: str, message: str, *, retry_after: int | None = None) -> bytes:
     """A complete `Connection: close` HTTP response with pcnet's error body, written raw
     (for when no `Request` is there to answer: the request never finished arriving)."""
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    retry = b"Retry-After: %d\r\n" % retry_after if retry_after is not None else b""
     return (b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
-            % (status, _REASONS[status], len(body), body))
+            b"Connection: close\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (status, _REASONS[status], retry, len(body), body))
 
 
 def _refusal(limit: int) -> bytes:
@@ -62,28 +70,59 @@ def _refusal(limit: int) -> bytes:
 
 
 class LimitedRequest(Request):
-    """A request whose body may not exceed `channel.site.max_request_body` bytes."""
+    """A request whose body may not exceed `channel.site.max_request_body` bytes, and whose
+    body counts against the site's `max_request_bodies` while the request lasts."""
 
     _received = 0
+    _reserved = 0
+    _declared = False
     _refused = False
 
     def _limit(self) -> int:
         return getattr(self.channel.site, "max_request_body", MAX_REQUEST_BODY)
 
-    def _refuse(self) -> None:
+    def _refuse(self, response: bytes | None = None) -> None:
         if not self._refused:
             self._refused = True
-            self.channel.transport.write(_refusal(self._limit()))
+            self._release_body()
+            self.channel.transport.write(response or _refusal(self._limit()))
             close = getattr(self.channel, "close_after_error", None)
             if close is not None:
                 close()
             else:
                 self.channel.transport.loseConnection()
 
+    def _reserve_body(self, size: int) -> bool:
+        """Count `size` more bytes against the site's budget for bodies; False (and 503) if
+        there is no room."""
+        site = self.channel.site
+        budget = getattr(site, "bodies", None)
+        if budget is None or size <= 0:
+            return True
+        if not budget.take(size):
+            site.stranger_log.event(
+                "bodies_full", "request bodies in progress reached [http] max_request_bodies "
+                "({limit} bytes); refusing a request from {peer} with 503",
+                limit=budget.limit, peer=self.channel.transport.getPeer())
+            self._refuse(error_response(503, "busy", "the server is receiving too many request "
+                                        "bodies at once; try again shortly", retry_after=1))
+            return False
+        self._reserved += size
+        return True
+
+    def _release_body(self) -> None:
+        reserved, self._reserved = self._reserved, 0
+        if reserved:
+            self.channel.site.bodies.give_back(reserved)
+
     def gotLength(self, length):
         if length is not None and length > self._limit():
             self._refuse()
             return super().gotLength(0)
+        if length is not None:
+            self._declared = True
+            if not self._reserve_body(length):
+                return super().gotLength(0)
         return super().gotLength(length)
 
     def handleContentChunk(self, data):
@@ -93,7 +132,17 @@ class LimitedRequest(Request):
         if self._received > self._limit():
             self._refuse()
             return
+        if not self._declared and not self._reserve_body(len(data)):
+            return
         super().handleContentChunk(data)
+
+    def finish(self):
+        self._release_body()
+        return super().finish()
+
+    def connectionLost(self, reason):
+        self._release_body()
+        super().connectionLost(reason)
 
     def requestReceived(self, command, path, version):
         if self._refused:
@@ -206,6 +255,23 @@ class PcnetHTTPChannel(HTTPChannel):
         self.close_after_error()
 
 
+class BodyBudget:
+    """Bytes of request bodies a site holds at once (memory and temporary files together)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.held -= size
+
+
 class PcnetSite(Site):
     """The site every pcnet server serves its web resources with (see the module's doc).
 
@@ -218,6 +284,7 @@ class PcnetSite(Site):
     def __init__(self, resource, *, max_request_body: int = MAX_REQUEST_BODY,
                  request_timeout: float = REQUEST_TIMEOUT, idle_timeout: float = IDLE_TIMEOUT,
                  max_headers: int = MAX_HEADERS, max_header_bytes: int = MAX_HEADER_BYTES,
+                 max_request_bodies: int = MAX_REQUEST_BODIES,
                  abort_timeout: float = ABORT_TIMEOUT, **kw):
         kw["timeout"] = None   # Twisted's idle timer: replaced by the channel's deadlines
         super().__init__(resource, **kw)
@@ -227,4 +294,5 @@ class PcnetSite(Site):
         self.max_headers = max_headers
         self.max_header_bytes = max_header_bytes
         self.abort_timeout = abort_timeout
+        self.bodies = BodyBudget(max(max_request_bodies, max_request_body))
         self.stranger_log = RateLimitedLog(self.reactor, log, level="info")

@@ -204,3 +204,54 @@ def test_header_limits_are_configurable():
     protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n" +
                           b"".join(b"X-H%d: v\r\n" % i for i in range(6)) + b"\r\n")
     assert transport.value().startswith(b"HTTP/1.1 400")
+
+
+# --- all bodies together ------------------------------------------------------------------------
+
+
+def shared_site(**kw):
+    clock = task.Clock()
+    site = PcnetSite(Echo(), reactor=clock, **kw)
+
+    def connection():
+        protocol = site.buildProtocol(PEER)
+        transport = StringTransport(peerAddress=PEER)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    return site, connection
+
+
+def test_bodies_on_all_connections_share_one_budget():
+    """Many connections each sending a body under the per-request limit cannot, together,
+    hold more than max_request_bodies: the one that would go over gets 503 busy."""
+    site, connection = shared_site(max_request_body=100, max_request_bodies=150)
+    p1, t1 = connection()
+    p1.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+    p2, t2 = connection()
+    p2.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n")
+    assert t2.value().startswith(b"HTTP/1.1 503") and b'"code": "busy"' in t2.value()
+    assert b"Retry-After: 1" in t2.value() and t2.disconnecting
+    assert site.bodies.held == 100
+    p1.dataReceived(b"x" * 90)                   # the first completes and is answered ...
+    assert t1.value().endswith(b"got 100") and site.bodies.held == 0   # ... and gives back
+    p3, t3 = connection()
+    p3.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n" + b"y" * 60)
+    assert t3.value().endswith(b"got 60")
+
+
+def test_chunked_bodies_count_as_they_arrive_and_a_lost_connection_gives_back():
+    from twisted.internet.error import ConnectionLost
+    from twisted.python.failure import Failure
+
+    site, connection = shared_site(max_request_body=1000, max_request_bodies=1000)
+    p1, _ = connection()
+    p1.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    p1.dataReceived(b"20\r\n" + b"x" * 32 + b"\r\n")
+    assert site.bodies.held == 32
+    p1.connectionLost(Failure(ConnectionLost()))
+    assert site.bodies.held == 0
+    p2, _ = connection()
+    p2.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999\r\n\r\n")
+    p2.connectionLost(Failure(ConnectionLost()))   # mid-body: released too
+    assert site.bodies.held == 0
