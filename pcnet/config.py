@@ -70,6 +70,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_connections": Key(int, 10000, "connections held at once on all listeners, from accept (TLS handshakes, HTTP and pcnet/1 alike); lowered to fit the open-files limit", _positive),
         "max_connections_per_address": Key(int, 128, "connections held at once from one IPv4 address or IPv6 /64; more are closed at accept", _positive),
         "handshake_timeout": Key((int, float), 10, "seconds a new connection has to send its first byte and finish its TLS handshake", _positive),
+        "listen_backlog": Key(int, 1024, "connections the kernel queues before the server accepts them (added to tcp: listeners that set no backlog=); Twisted's 50 overflows under a flood of new connections, and every dropped SYN costs a client a second", _positive),
     },
     "http": {
         "request_timeout": Key((int, float), 30, "seconds from a request's first byte to the end of its body (never restarted by a trickle); then 408", _positive),

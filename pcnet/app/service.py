@@ -23,6 +23,8 @@ line and exits 1. Problems found later (a migration failing) are logged and stop
 
 from __future__ import annotations
 
+import re
+
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
@@ -51,6 +53,14 @@ def _read(cfg, key: str) -> bytes:
         raise ConfigError(f"{cfg.path}: [tls] {key}: {path} does not exist (run `pcnet init`)") from None
     except OSError as e:
         raise ConfigError(f"{cfg.path}: [tls] {key}: cannot read {path}: {e.strerror}") from None
+
+
+def with_backlog(description: str, backlog: int) -> str:
+    """A tcp:/tcp6: endpoint string with `backlog=` added unless it sets one already."""
+    kind = description.split(":", 1)[0]
+    if kind not in ("tcp", "tcp6") or re.search(r"(^|:)backlog=", description):
+        return description
+    return f"{description}:backlog={backlog}"
 
 
 def check_database_reachable(url: str) -> None:
@@ -124,8 +134,9 @@ class ApplicationServer(MultiService):
         from pcnet.web.api import AdminApi
 
         root = Resource()
-        AdminApi(self.store, self.jobs, self.reactor, provider_ops=self.provider_ops,
-                 signin=self.signin).mount(root)
+        self.admin_api = AdminApi(self.store, self.jobs, self.reactor,
+                                  provider_ops=self.provider_ops, signin=self.signin)
+        self.admin_api.mount(root)
         return root
 
     def line_factory(self) -> LineServerFactory:
@@ -162,7 +173,7 @@ class ApplicationServer(MultiService):
                          max_header_bytes=h["max_header_bytes"])
         line = self.line_factory()
         for key, allow_plain in (("http", True), ("tls", False)):
-            description = self.cfg["server"][key]
+            description = with_backlog(self.cfg["server"][key], self.cfg["server"]["listen_backlog"])
             factory = MultiplexingFactory(
                 site, line, self.tls_options, allow_plain=allow_plain, clock=self.reactor,
                 negotiation_timeout=float(self.cfg["server"]["handshake_timeout"]),
