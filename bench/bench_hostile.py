@@ -104,13 +104,14 @@ def api(port, token, method, path, body=None, headers=None):
     return r.status, data
 
 
-def start_server(root: Path):
+def start_server(root: Path, listen_options: str = ""):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     http_port, tls_port = free_port(), free_port()
     data = root / "app"
     out = subprocess.run(
         [sys.executable, "-m", "pcnet.cli", "init", "--data-dir", str(data), "--host", "localhost",
-         "--http", f"tcp:{http_port}:interface=127.0.0.1", "--tls", f"tcp:{tls_port}:interface=127.0.0.1"],
+         "--http", f"tcp:{http_port}:interface=127.0.0.1{listen_options}",
+         "--tls", f"tcp:{tls_port}:interface=127.0.0.1{listen_options}"],
         capture_output=True, text=True, env=env, timeout=120, check=True)
     token = re.search(r"API token:\s+(\S+)", out.stdout).group(1)
     log = open(root / "app.log", "wb")
@@ -133,6 +134,13 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values, p):
@@ -184,6 +192,9 @@ def attack(kind: str, kind_index: int, n: int, http_port: int, tls_port: int, du
            signin_interval: float, counters: Counters, ready) -> None:
     raise_nofile()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Real attackers run on their own machines: here they take only the CPU the server and the
+    # measuring client leave (the figures then show the server's cost, not the attackers').
+    os.nice(19)
     asyncio.run(_attack(kind, kind_index, n, http_port, tls_port, duration, signin_interval,
                         counters, ready))
 
@@ -291,6 +302,8 @@ def measure(http_port, token, duration, server_pid):
     """Admin API calls (new connection each) at ~20/s and a real user's /me sign-in every
     second, for `duration` seconds; returns latencies, statuses and the server's peak RSS."""
     api_ms, me_ms, statuses, me_statuses, rss = [], [], {}, {}, [rss_mb(server_pid)]
+    connect_ms = []
+    cpu0, t0 = cpu_seconds(server_pid), time.monotonic()
     stop_at = time.monotonic() + duration
     basic = base64.b64encode(b"realuser:real-users-password-1").decode()
 
@@ -298,6 +311,8 @@ def measure(http_port, token, duration, server_pid):
         t0 = time.perf_counter()
         try:
             conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=30)
+            conn.connect()
+            connect_ms.append((time.perf_counter() - t0) * 1000)
             conn.request("GET", "/api/v1" + path, headers=headers)
             r = conn.getresponse()
             r.read()
@@ -324,8 +339,9 @@ def measure(http_port, token, duration, server_pid):
         time.sleep(0.05)
     me.join(timeout=40)
     rss.append(rss_mb(server_pid))
+    cpu = (cpu_seconds(server_pid) - cpu0) / (time.monotonic() - t0)
     return {"api_ms": api_ms, "me_ms": me_ms, "statuses": statuses, "me_statuses": me_statuses,
-            "rss_peak": max(rss), "rss_end": rss[-1]}
+            "rss_peak": max(rss), "rss_end": rss[-1], "server_cpu": cpu, "connect_ms": connect_ms}
 
 
 def run_phase(name, kinds, args, http_port, tls_port, token, server_pid):
@@ -342,7 +358,9 @@ def run_phase(name, kinds, args, http_port, tls_port, token, server_pid):
         ready.wait(60)
     time.sleep(args.ramp)   # let the connections open
     held = {k: counters[k].open_now.value for k in kinds}
+    attackers_cpu0 = sum(cpu_seconds(p.pid) for p, _ in procs)
     figures = measure(http_port, token, args.duration, server_pid)
+    figures["attackers_cpu"] = (sum(cpu_seconds(p.pid) for p, _ in procs) - attackers_cpu0) / args.duration
     held_end = {k: counters[k].open_now.value for k in kinds}
     for p, _ in procs:
         p.join(timeout=args.duration + args.ramp + 60)
@@ -363,10 +381,15 @@ def show(name, figures, counters, held, held_end, baseline_rss):
               f"closed by the server {c.closed_by_server.value}, failed to open {c.failed.value}{extra}")
     print(f"   admin API GET /printers (new connection each): n={len(a)} p50 {percentile(a, 50):.1f} ms "
           f"p99 {percentile(a, 99):.1f} ms max {max(a):.1f} ms; statuses {figures['statuses']}")
+    c = figures["connect_ms"]
+    print(f"   of which TCP connect (accept queue): p50 {percentile(c, 50):.1f} ms "
+          f"p99 {percentile(c, 99):.1f} ms")
     print(f"   real user's /me sign-in: n={len(m)} p50 {percentile(m, 50):.1f} ms "
           f"p99 {percentile(m, 99):.1f} ms; statuses {figures['me_statuses']}")
     print(f"   server RSS peak {figures['rss_peak']:.0f} MB (baseline {baseline_rss:.0f} MB, "
-          f"+{figures['rss_peak'] - baseline_rss:.0f} MB)")
+          f"+{figures['rss_peak'] - baseline_rss:.0f} MB); server CPU {figures['server_cpu']:.0%} "
+          f"of a core, attackers' {figures.get('attackers_cpu', 0):.0%}; load average "
+          f"{os.getloadavg()[0]:.1f}")
 
 
 def cap_check(http_port, per_address):
@@ -400,13 +423,15 @@ def main():
     parser.add_argument("--signin-interval", type=float, default=5,
                         help="seconds between bad sign-ins on each signin connection")
     parser.add_argument("--kinds", default="pcnet1,slowloris,handshake,signin,all")
+    parser.add_argument("--listen-options", default="",
+                        help="appended to the server's endpoint strings, e.g. :backlog=1024")
     args = parser.parse_args()
     hard = raise_nofile()
     print(f"bench_hostile: {args.connections} hostile connections per kind, {args.duration:g} s "
           f"per phase; open files limit {hard}; {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="pcnet-hostile-") as tmp:
         root = Path(tmp)
-        process, http_port, tls_port, token, per_address = start_server(root)
+        process, http_port, tls_port, token, per_address = start_server(root, args.listen_options)
         try:
             time.sleep(1)
             base = measure(http_port, token, min(args.duration, 10), process.pid)

@@ -99,7 +99,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "auto_approve_networks": Key(list, [], "nodes connecting from these networks are approved without an administrator", _networks),
     },
     "signin": {
-        "hashes_per_second": Key((int, float), 20, "password checks (scrypt, ~50 ms of a core each) per second for the whole server, whoever asks", _positive),
+        "hashes_per_second": Key((int, float), 10, "password checks (scrypt, 35-50 ms of a core each) per second for the whole server, whoever asks", _positive),
         "concurrent_hashes": Key(int, 2, "password checks running at once", _positive),
         "address_failures": Key(int, 50, "failed sign-ins allowed from one address per failure_window (users who signed in from it before are exempt)", _positive),
         "user_failures": Key(int, 5, "failed sign-ins as one user from one address within failure_window before that pair is locked", _positive),

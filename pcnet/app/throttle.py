@@ -76,7 +76,7 @@ class TooManyAttempts(PcnetError):
 class SignInPolicy:
     """The throttle's settings ([signin] in pcnet.toml; see the module's doc)."""
 
-    hashes_per_second: float = 20.0
+    hashes_per_second: float = 10.0
     concurrent_hashes: int = 2
     max_waiting: int = 100
     waiting_per_address: int = 4

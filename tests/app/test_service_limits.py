@@ -49,3 +49,20 @@ def test_tcp_listeners_get_a_large_backlog_unless_they_set_one():
     assert with_backlog("tcp:9191:backlog=10", 1024) == "tcp:9191:backlog=10"
     assert with_backlog("tcp6:port=9191", 8) == "tcp6:port=9191:backlog=8"
     assert with_backlog("unix:/run/pcnet.sock", 1024) == "unix:/run/pcnet.sock"
+
+
+def test_start_up_objects_are_frozen_out_of_the_garbage_collectors_full_scans():
+    """With thousands of connections open, full collections that rescan every start-up object
+    paused the reactor for a quarter of a second; frozen, they are skipped."""
+    import gc
+
+    from pcnet.app.service import _settle_garbage_collector
+
+    before = gc.get_threshold()
+    try:
+        _settle_garbage_collector()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (10_000, before[1], before[2])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -185,7 +185,8 @@ async def test_who_is_refused(client, user, admin_token, ops, session):
     await client.post("/users", {"username": "nopass"})
     await client.patch("/users/bob", {"disabled": True})
     # lock-outs are test_repeated_failures_lock_the_pair's
-    user.api.signin = SignInThrottle(user.api.clock, SignInPolicy(user_failures=1000))
+    user.api.signin = SignInThrottle(user.api.clock, SignInPolicy(user_failures=1000,
+                                                                  hashes_per_second=10_000))
     wrong = "Authorization: wrong username or password, or the user is disabled"
     refused = [
         ({}, None),                                     # no credentials at all
@@ -273,7 +274,7 @@ async def test_the_api_shares_the_servers_throttle_and_counts_by_client_address(
     """The API uses the throttle it is given (the server's one, shared with every way in),
     keyed by the client's address (StubTreq's is 127.0.0.1)."""
     await setup(client)
-    shared = SignInThrottle(user.api.clock)
+    shared = SignInThrottle(user.api.clock, SignInPolicy(hashes_per_second=10_000))
     user.api.signin = shared
     for _ in range(5):
         assert (await user.get("/me", headers=basic("ann", "guess"))).status == 401
