@@ -543,9 +543,11 @@ class LineProtocol(LineFraming):
             d = None
         if d is None:
             if rid is None:
-                # The peer complains about a line of ours it could not attribute to a request.
+                # The peer complains about a line of ours it could not attribute to a request,
+                # or says why it closes: a pending node's hello deadline is no cause for alarm.
                 error = msg.get("error")
-                log.warn(
+                expected = isinstance(error, dict) and error.get("code") == "auth_timeout"
+                (log.info if expected else log.warn)(
                     "pcnet/1 peer {session} reports an error: {error}", session=self, error=error
                 )
             else:
