@@ -38,7 +38,7 @@ from pcnet.app.provider_ops import ProviderOps, StoreNodeRegistry
 from pcnet.app.quotas import QuotaScheduler, quota_service
 from pcnet.app.throttle import SignInPolicy, SignInThrottle
 from pcnet.errors import ConfigError, PcnetError, StoreUnavailable
-from pcnet.net.limits import ConnectionLimits, raise_open_file_limit
+from pcnet.net.limits import ConnectionLimits, StrangerWork, raise_open_file_limit
 from pcnet.net.line import LineConfig, LineServerFactory, Operations
 from pcnet.net.listener import MultiplexingFactory
 from pcnet.net.tls import server_tls_options
@@ -118,6 +118,8 @@ class ApplicationServer(MultiService):
         self.connection_limits = ConnectionLimits(
             max_total=srv["max_connections"], max_per_source=srv["max_connections_per_address"],
             clock=reactor)
+        # TLS handshakes and strangers' deadline closes take turns with everything else.
+        self.stranger_work = StrangerWork(reactor)
         # One throttle for every way in that checks a password (the admin API's /me today).
         self.signin = SignInThrottle(reactor, SignInPolicy(
             hashes_per_second=float(sign["hashes_per_second"]),
@@ -148,6 +150,7 @@ class ApplicationServer(MultiService):
                                  auth_timeout=float(p["auth_timeout"]))
         factory = LineServerFactory(self.line_ops, self.node_registry, clock=self.reactor,
                                     config=line_config, server_name=self.cfg["server"]["name"])
+        factory.stranger_work = self.stranger_work
         # Pushes to providers (release, cancel) go through the sessions of this factory.
         self.provider_ops.attach(factory)
         return factory
@@ -171,13 +174,14 @@ class ApplicationServer(MultiService):
                          request_timeout=float(h["request_timeout"]),
                          idle_timeout=float(h["idle_timeout"]), max_headers=h["max_headers"],
                          max_header_bytes=h["max_header_bytes"])
+        site.stranger_work = self.stranger_work
         line = self.line_factory()
         for key, allow_plain in (("http", True), ("tls", False)):
             description = with_backlog(self.cfg["server"][key], self.cfg["server"]["listen_backlog"])
             factory = MultiplexingFactory(
                 site, line, self.tls_options, allow_plain=allow_plain, clock=self.reactor,
                 negotiation_timeout=float(self.cfg["server"]["handshake_timeout"]),
-                limits=self.connection_limits)
+                limits=self.connection_limits, handshakes=self.stranger_work)
             try:
                 port = await endpoints.serverFromString(self.reactor, description).listen(factory)
             except Exception as e:

@@ -41,7 +41,7 @@ from zope.interface import implementer
 from pcnet.errors import Conflict, InvalidInput, PcnetError
 from pcnet.interfaces import ILineSession
 from pcnet.net._framing import LineFraming
-from pcnet.net.limits import RateLimitedLog
+from pcnet.net.limits import RateLimitedLog, StrangerWork
 from pcnet.net.registry import ROLES, NodeStatus
 from pcnet.net.tls import ALPN_PCNET
 
@@ -709,7 +709,12 @@ class LineServerProtocol(LineProtocol):
             self.factory._session_down(self, self._down_reason or reason.getErrorMessage())
 
     def _auth_expired(self) -> None:
+        # Connections opened together expire together: take turns with the reactor's other
+        # work rather than closing a few thousand in one go.
         self._auth_timer = None
+        self.factory.stranger_work.add(self._close_unapproved)
+
+    def _close_unapproved(self) -> None:
         if self._open and not self.authenticated:
             self._stranger_event(
                 "auth_timeout",
@@ -908,6 +913,7 @@ class LineServerFactory(Factory):
         # Lines about connections that never got an approved hello, at most one a minute per
         # kind: strangers cannot flood the log.
         self.stranger_log = RateLimitedLog(clock, log, level="info")
+        self.stranger_work = StrangerWork(clock)
 
     def buildProtocol(self, addr) -> LineServerProtocol:
         return LineServerProtocol(self)

@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-from pcnet.net.limits import ConnectionLimits, RateLimitedLog
+from pcnet.net.limits import ConnectionLimits, RateLimitedLog, StrangerWork
 from pcnet.net.tls import ALPN_PCNET, SERVER_ALPN
 
 log = Logger(namespace="pcnet.net.listener")
@@ -124,11 +124,23 @@ class _PlainLog:
         return True
 
 
+#: Bytes a TLS connection may send while it waits for its handshake's turn (a ClientHello is
+#: at most a few KiB; TLS records are at most 16 KiB).
+_MAX_WAITING_BYTES = 64 * 1024
+
+
 class _FirstByteSniffer(Protocol):
-    """Waits for the first byte, then becomes a relay to TLS or to plain HTTP."""
+    """Waits for the first byte, then becomes a relay to TLS or to plain HTTP.
+
+    A TLS connection's handshake starts when the listener's `StrangerWork` queue gets to it
+    (at once, unless a flood of handshakes is being worked through); what arrives meanwhile is
+    kept for it.
+    """
 
     _inner = None
     _timer = None
+    _waiting: list[bytes] | None = None
+    _gone = False
 
     def __init__(self, mux: MultiplexingFactory, addr, ticket: str | None = None):
         self._mux = mux
@@ -142,6 +154,14 @@ class _FirstByteSniffer(Protocol):
 
     def _timed_out(self) -> None:
         self._timer = None
+        if self._mux.handshakes is not None:
+            self._mux.handshakes.add(self._drop)   # many time out together: take turns
+        else:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._gone:
+            return
         self._mux.stranger_log.event(
             "negotiation_timeout",
             "connection from {peer} did not get as far as HTTP or pcnet/1 in {t:g} s; dropping",
@@ -162,13 +182,21 @@ class _FirstByteSniffer(Protocol):
             return
         if not data:
             return
+        waiting = self._waiting
+        if waiting is not None:
+            waiting.append(data)
+            if sum(map(len, waiting)) > _MAX_WAITING_BYTES:
+                self.transport.abortConnection()
+            return
         mux = self._mux
         if data[0] == _TLS_HANDSHAKE:
-            inner = mux._tls_factory.buildProtocol(self._addr)
-            # The TLS wrapper's application protocol is a chooser; the timer runs on until it
-            # has chosen, so a stalled handshake is dropped too.
-            inner.wrappedProtocol._on_chosen = self._negotiated
-        elif mux.allow_plain:
+            if mux.handshakes is not None:
+                self._waiting = [data]
+                mux.handshakes.add(self._start_tls)
+                return
+            self._start_tls(data)
+            return
+        if mux.allow_plain:
             self._negotiated()
             inner = mux.http_factory.buildProtocol(self._addr)
         else:
@@ -177,6 +205,20 @@ class _FirstByteSniffer(Protocol):
                 self.transport.write(_PLAIN_REFUSED)
             self.transport.loseConnection()
             return
+        self._relay_to(inner, data)
+
+    def _start_tls(self, data: bytes | None = None) -> None:
+        if self._gone:
+            return
+        if data is None:
+            data, self._waiting = b"".join(self._waiting), None
+        inner = self._mux._tls_factory.buildProtocol(self._addr)
+        # The TLS wrapper's application protocol is a chooser; the timer runs on until it has
+        # chosen, so a stalled handshake is dropped too.
+        inner.wrappedProtocol._on_chosen = self._negotiated
+        self._relay_to(inner, data)
+
+    def _relay_to(self, inner, data: bytes) -> None:
         if inner is None:
             self.transport.loseConnection()
             return
@@ -185,6 +227,8 @@ class _FirstByteSniffer(Protocol):
         inner.dataReceived(data)
 
     def connectionLost(self, reason) -> None:
+        self._gone = True
+        self._waiting = None
         self._negotiated()
         ticket, self._ticket = self._ticket, None
         if ticket is not None:
@@ -206,6 +250,8 @@ class MultiplexingFactory(Factory):
       (first byte, TLS handshake) within this many seconds is dropped. No clock, no limit.
     - `limits`: the `ConnectionLimits` (total and per source address) this port counts its
       connections in; share one between a server's ports. None: no caps.
+    - `handshakes`: the `StrangerWork` queue TLS handshakes take turns in (share one between a
+      server's ports); by default one of the port's own when there is a clock.
 
         site = MultiplexingFactory(Site(root), LineServerFactory(...), tls_options,
                                    allow_plain=True, clock=reactor)
@@ -224,6 +270,7 @@ class MultiplexingFactory(Factory):
         clock: IReactorTime | None = None,
         negotiation_timeout: float | None = 10.0,
         limits: ConnectionLimits | None = None,
+        handshakes: StrangerWork | None = None,
     ):
         self.http_factory = http_factory
         self.line_factory = line_factory
@@ -231,6 +278,9 @@ class MultiplexingFactory(Factory):
         self.clock = clock
         self.negotiation_timeout = negotiation_timeout
         self.limits = limits
+        if handshakes is None and clock is not None:
+            handshakes = StrangerWork(clock)
+        self.handshakes = handshakes
         self.stranger_log = (RateLimitedLog(clock, log, level="info") if clock is not None
                              else _PlainLog())
         self._tls_factory = TLSMemoryBIOFactory(

@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request, Site
 
-from pcnet.net.limits import RateLimitedLog
+from pcnet.net.limits import RateLimitedLog, StrangerWork
 
 log = Logger(namespace="pcnet.web.site")
 
@@ -160,6 +160,7 @@ class PcnetHTTPChannel(HTTPChannel):
     _request_timer = None
     _idle_timer = None
     _closing = False
+    _lost = False
 
     def connectionMade(self):
         site = self.site
@@ -191,6 +192,7 @@ class PcnetHTTPChannel(HTTPChannel):
             self._arm_idle()
 
     def connectionLost(self, reason):
+        self._lost = True
         self._cancel_request_timer()
         self._cancel_idle()
         super().connectionLost(reason)
@@ -213,11 +215,21 @@ class PcnetHTTPChannel(HTTPChannel):
 
     def _idle_expired(self) -> None:
         self._idle_timer = None
-        if self._waiting and not self._handlingRequest:
+        # Connections opened together expire together: their closes take turns with the
+        # reactor's other work (StrangerWork) instead of all running in one go.
+        self.site.stranger_work.add(self._close_idle)
+
+    def _close_idle(self) -> None:
+        if self._waiting and not self._handlingRequest and not self._lost:
             self.close_after_error()
 
     def _request_late(self) -> None:
         self._request_timer = None
+        self.site.stranger_work.add(self._answer_late)
+
+    def _answer_late(self) -> None:
+        if self._closing or self._waiting or self._lost:
+            return
         site = self.site
         site.stranger_log.event(
             "request_timeout",
@@ -275,7 +287,8 @@ class BodyBudget:
 class PcnetSite(Site):
     """The site every pcnet server serves its web resources with (see the module's doc).
 
-    `reactor` (any `IReactorTime`, e.g. a `task.Clock` in tests) runs the deadlines.
+    `reactor` (any `IReactorTime`, e.g. a `task.Clock` in tests) runs the deadlines;
+    `stranger_work` (a `pcnet.net.limits.StrangerWork`) is where their closes queue.
     """
 
     requestFactory = LimitedRequest
@@ -296,3 +309,5 @@ class PcnetSite(Site):
         self.abort_timeout = abort_timeout
         self.bodies = BodyBudget(max(max_request_bodies, max_request_body))
         self.stranger_log = RateLimitedLog(self.reactor, log, level="info")
+        # Deadline closes take turns with other work; the server shares its queue here.
+        self.stranger_work = StrangerWork(self.reactor)

@@ -35,6 +35,7 @@ def test_the_configured_caps_and_throttle_are_built_once_for_the_server():
     assert (p.hashes_per_second, p.concurrent_hashes, p.user_failures) == (3, 1, 2)
     line = app.line_factory()
     assert (line.config.hello_line_length, line.config.auth_timeout) == (2048, 6)
+    assert line.stranger_work is app.stranger_work   # one queue for handshakes and closes
 
 
 def test_the_admin_api_checks_passwords_through_the_servers_throttle():

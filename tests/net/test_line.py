@@ -30,6 +30,7 @@ from ._support import (
     ServerHarness,
     failure_of,
     line_pair,
+    one_turn,
     result_of,
 )
 
@@ -277,6 +278,30 @@ def test_the_message_budget_ends_with_an_approved_hello():
     assert h.hello(id=2)["ok"]
     h.send(b'{"op":"ping","id":1}\n' * 500)
     assert len(h.replies()) == 500 and not h.transport.disconnecting
+
+
+def test_connections_expiring_together_are_closed_a_few_per_reactor_turn():
+    """Thousands of strangers opened together expire together; their closes take turns with
+    the reactor's other work (StrangerWork) instead of running in one go."""
+    from itertools import count
+
+    from twisted.internet.testing import StringTransport
+
+    from pcnet.net.limits import StrangerWork
+
+    h = ServerHarness(registry=MemoryNodeRegistry())
+    ticks = count()
+    h.factory.stranger_work = StrangerWork(h.clock, budget=0.5, timer=lambda: next(ticks))
+    transports = [h.transport]
+    for _ in range(3):
+        p = h.factory.buildProtocol(NODE_ADDR)
+        transports.append(StringTransport(peerAddress=NODE_ADDR))
+        p.makeConnection(transports[-1])
+    one_turn(h.clock, 10)   # the timers fire; the work queue gets its first turn after them
+    one_turn(h.clock)
+    assert [t.disconnecting for t in transports] == [True, False, False, False]
+    h.clock.advance(0)      # the following turns
+    assert all(t.disconnecting for t in transports)
 
 
 def test_the_server_sends_no_heartbeats_before_an_approved_hello():

@@ -18,6 +18,7 @@ from ._support import (
     Recorder,
     connect_in_memory,
     failure_of,
+    one_turn,
     result_of,
     tls_client,
     tls_server,
@@ -381,3 +382,84 @@ def test_the_descriptor_limit_lowers_the_total_cap_when_it_is_smaller():
     import resource
 
     assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == after and before <= after <= hard
+
+
+# --- handshakes take turns ----------------------------------------------------------------------
+
+
+class StepTimer:
+    """A timer for StrangerWork's budget: each reading is `step` seconds after the last."""
+
+    def __init__(self, step):
+        self.now, self.step = 0.0, step
+
+    def __call__(self):
+        self.now += self.step
+        return self.now
+
+
+def test_stranger_work_runs_a_budget_per_turn_and_the_rest_later():
+    from pcnet.net.limits import StrangerWork
+
+    clock = task.Clock()
+    work = StrangerWork(clock, budget=0.02, timer=StepTimer(0.006))   # 4 items per turn
+    done = []
+    for i in range(10):
+        work.add(lambda i=i: done.append(i))
+    work.add(lambda: 1 / 0)                  # a failing item is logged, the rest go on
+    work.add(lambda: done.append("last"))
+    turns = 0
+    while len(work):
+        one_turn(clock)
+        turns += 1
+        assert len(done) <= 4 * turns
+    assert done == [*range(10), "last"] and turns == 3 and work.deferred_turns == 2
+
+
+def test_a_flood_of_handshakes_waits_its_turn_while_plain_http_is_answered(pki):
+    """ClientHellos arriving together are worked through a budget at a time; an HTTP request
+    arriving among them is answered at once, and a connection that leaves while waiting costs
+    nothing."""
+    from pcnet.net.limits import StrangerWork
+
+    from twisted.test import iosim
+
+    server = Server(pki)
+    server.mux.handshakes = StrangerWork(server.clock, budget=0.001, timer=StepTimer(0.002))
+
+    def connect(client):
+        server_protocol = server.mux.buildProtocol(NODE_ADDR)
+        pump = iosim.connect(
+            server_protocol, iosim.FakeTransport(server_protocol, isServer=True, peerAddress=NODE_ADDR),
+            client, iosim.FakeTransport(client, isServer=False), greet=False, clock=server.clock)
+        pump.flush(advanceClock=False)   # bytes move; no reactor turn passes
+        return server_protocol, pump
+
+    flood = [connect(tls_client(Recorder(), tls.client_tls_options("pcnet.test", pki.ca_pem),
+                                server.clock)) for _ in range(5)]
+    assert all(p._inner is None for p, _ in flood) and len(server.mux.handshakes) == 5
+    _, plain = plain_client()
+    _, plain_pump = connect(plain)
+    plain.transport.write(GET)
+    plain_pump.flush(advanceClock=False)
+    assert plain.received.startswith(b"HTTP/1.1 200 OK")      # not behind the handshakes
+    assert len(server.mux.handshakes) == 5
+    close(flood[4][0])                                           # gone while waiting
+    one_turn(server.clock)
+    assert [p._inner is not None for p, _ in flood] == [True, False, False, False, False]
+    for _ in range(4):
+        one_turn(server.clock)
+    assert [p._inner is not None for p, _ in flood] == [True, True, True, True, False]
+    assert len(server.mux.handshakes) == 0
+
+
+def test_a_connection_waiting_for_its_handshake_may_not_pile_up_data(pki):
+    from pcnet.net.limits import StrangerWork
+
+    server = Server(pki)
+    server.mux.handshakes = StrangerWork(server.clock)
+    protocol = open_from(server, "10.9.5.1")
+    protocol.dataReceived(b"\x16\x03\x01")
+    for _ in range(4):
+        protocol.dataReceived(b"x" * 16384)
+    assert protocol.transport.disconnected   # aborted

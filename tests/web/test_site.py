@@ -255,3 +255,34 @@ def test_chunked_bodies_count_as_they_arrive_and_a_lost_connection_gives_back():
     p2.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999\r\n\r\n")
     p2.connectionLost(Failure(ConnectionLost()))   # mid-body: released too
     assert site.bodies.held == 0
+
+
+def test_deadline_closes_take_turns_and_skip_connections_already_gone():
+    """Slowloris connections opened together expire together: their 408s go through the
+    site's StrangerWork queue; one that went meanwhile is skipped."""
+    from itertools import count
+
+    from twisted.internet.error import ConnectionLost
+    from twisted.python.failure import Failure
+
+    from pcnet.net.limits import StrangerWork
+    from tests.net._support import one_turn
+
+    clock = task.Clock()
+    site = PcnetSite(Echo(), reactor=clock)
+    ticks = count()
+    site.stranger_work = StrangerWork(clock, budget=0.5, timer=lambda: next(ticks))
+    conns = []
+    for _ in range(3):
+        protocol = site.buildProtocol(PEER)
+        transport = StringTransport(peerAddress=PEER)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"GET / HT")
+        conns.append((protocol, transport))
+    one_turn(clock, 30)            # the three deadlines pass; their closes are queued
+    conns[2][0].connectionLost(Failure(ConnectionLost()))
+    one_turn(clock)                # one close per turn with this budget
+    assert [t.disconnecting for _, t in conns] == [True, False, False]
+    clock.advance(0)
+    assert conns[1][1].value().startswith(b"HTTP/1.1 408")
+    assert conns[2][1].value() == b""   # gone before its turn: nothing written
