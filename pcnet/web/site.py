@@ -188,7 +188,14 @@ class PcnetHTTPChannel(HTTPChannel):
         # start the next request's deadline.
         self._waiting = True
         super().requestDone(request)
-        if self._waiting and self.persistent and not self._closing:
+        if self._closing:
+            return
+        if not self.persistent:
+            # Twisted closes after the response; a peer that never reads it would keep the
+            # connection for ever.
+            if self._abortingCall is None and not self._lost:
+                self._abortingCall = self.callLater(self.site.idle_timeout, self.forceAbortClient)
+        elif self._waiting:
             self._arm_idle()
 
     def connectionLost(self, reason):

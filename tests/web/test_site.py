@@ -286,3 +286,14 @@ def test_deadline_closes_take_turns_and_skip_connections_already_gone():
     clock.advance(0)
     assert conns[1][1].value().startswith(b"HTTP/1.1 408")
     assert conns[2][1].value() == b""   # gone before its turn: nothing written
+
+
+def test_a_connection_close_response_the_peer_never_reads_is_aborted():
+    """After `Connection: close` Twisted only closes once the response is sent; a peer that
+    reads nothing would hold the connection for ever. It is aborted after the idle timeout."""
+    protocol, transport, clock = connect()
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert b"200 OK" in transport.value() and transport.disconnecting
+    assert not transport.disconnected
+    clock.advance(15)
+    assert transport.disconnected
