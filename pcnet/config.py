@@ -48,6 +48,12 @@ def _positive(v):
     return None if v > 0 else "must be greater than zero"
 
 
+def _at_least(n):
+    def check(v):
+        return None if v >= n else f"must be at least {n}"
+    return check
+
+
 def _endpoint(v):
     return None if ":" in v else "must be a Twisted endpoint string such as \"tcp:9191\""
 
@@ -89,6 +95,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "http": Key(str, "tcp:9191", "listener for plain HTTP and TLS, told apart by the first byte", _endpoint),
         "tls": Key(str, "tcp:9192", "listener for TLS only (HTTPS and pcnet/1)", _endpoint),
         "public_host": Key(str, "localhost", "host name clients use to reach this server; printed at start-up"),
+        "max_connections": Key(int, 10000, "connections held at once on all listeners, from accept (TLS handshakes, HTTP and pcnet/1 alike); lowered to fit the open-files limit", _positive),
+        "max_connections_per_address": Key(int, 128, "connections held at once from one IPv4 address or IPv6 /64; more are closed at accept", _positive),
+        "handshake_timeout": Key((int, float), 10, "seconds a new connection has to send its first byte and finish its TLS handshake", _positive),
+        "listen_backlog": Key(int, 1024, "connections the kernel queues before the server accepts them (added to tcp: listeners that set no backlog=); Twisted's 50 overflows under a flood of new connections, and every dropped SYN costs a client a second", _positive),
+    },
+    "http": {
+        "request_timeout": Key((int, float), 30, "seconds from a request's first byte to the end of its body (never restarted by a trickle); then 408", _positive),
+        "idle_timeout": Key((int, float), 15, "seconds a connection may wait for its next (or first) request", _positive),
+        "max_headers": Key(int, 100, "header lines per request; more get 400", _positive),
+        "max_header_bytes": Key(int, 16384, "bytes of request line and headers per request; more get 400", _at_least(1024)),
+        "max_request_body": Key(int, 4194304, "bytes of request body; a larger one is refused (413) as it arrives", _at_least(1 << 20)),
+        "max_request_bodies": Key(int, 67108864, "bytes of request bodies held at once, all connections together (memory and temporary files); past it 503", _at_least(1 << 20)),
     },
     "database": {
         "url": Key(str, "sqlite:///pcnet.db",
@@ -105,8 +123,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "protocol": {
         "heartbeat_interval": Key((int, float), 5, "seconds between pcnet/1 heartbeats on an idle link", _positive),
         "missed_beats": Key(int, 3, "heartbeats missed before a link is declared down", _positive),
-        "max_line_length": Key(int, 1048576, "longest pcnet/1 line accepted, in bytes", _positive),
+        "max_line_length": Key(int, 1048576, "longest pcnet/1 line accepted, in bytes", _at_least(1024)),
+        "hello_line_length": Key(int, 4096, "longest pcnet/1 line accepted before a node's hello is approved, in bytes", _at_least(1024)),
+        "auth_timeout": Key((int, float), 10, "seconds a pcnet/1 connection may stay without an approved hello (after its TLS handshake); a pending node says hello again on a new connection", _positive),
         "auto_approve_networks": Key(list, [], "nodes connecting from these networks are approved without an administrator", _networks),
+    },
+    "signin": {
+        "hashes_per_second": Key((int, float), 10, "password checks (scrypt, 35-50 ms of a core each) per second for the whole server, whoever asks", _positive),
+        "concurrent_hashes": Key(int, 2, "password checks running at once", _positive),
+        "address_failures": Key(int, 50, "failed sign-ins allowed from one address per failure_window (users who signed in from it before are exempt)", _positive),
+        "user_failures": Key(int, 5, "failed sign-ins as one user from one address within failure_window before that pair is locked", _positive),
+        "failure_window": Key((int, float), 900, "seconds over which failed sign-ins are counted", _positive),
+        "lockout": Key((int, float), 300, "seconds a (user, address) pair stays locked", _positive),
+        "max_tracked": Key(int, 10000, "addresses and (user, address) pairs remembered (memory bound); the least recently used are forgotten", _positive),
     },
     "quotas": {
         "check_interval": Key((int, float), 60, "seconds between checks for due quota allocations", _positive),

@@ -4,6 +4,8 @@
 - `pcnet.net.listener`: the Application/Site Server listener that serves plain HTTP, HTTPS and
   pcnet/1 on one port (first byte, then ALPN, picks the protocol);
 - `pcnet.net.line`: pcnet/1 itself, one implementation for both ends of a link;
+- `pcnet.net.limits`: what strangers can make a server hold: connection caps per source and in
+  total, rate-limited logs, budgeted work for handshakes and deadline closes, open-file limits;
 - `pcnet.net.registry`: node approval (`NodeStatus`, the in-memory `MemoryNodeRegistry`).
 
 The protocol is specified in `docs/protocol.md`.

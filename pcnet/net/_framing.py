@@ -16,7 +16,8 @@ class LineFraming(Protocol):
 
     Subclasses implement `lineReceived(line)` (bytes, without the `\\n`) and
     `lineLengthExceeded(length)`, and set `_stopped` once they close the connection so that no
-    further line from the current chunk is delivered.
+    further line from the current chunk is delivered. `max_line_length` may change between
+    lines (it is read for each one).
     """
 
     max_line_length = 1 << 20
@@ -42,18 +43,18 @@ class LineFraming(Protocol):
             self._partial = []
             self._partial_len = 0
         tail = lines.pop()
-        limit = self.max_line_length
         receive = self.lineReceived
         for line in lines:
             if self._stopped:
                 return
-            if len(line) > limit:
+            # Read per line: a line may change the limit (pcnet/1 raises it after the hello).
+            if len(line) > self.max_line_length:
                 self._exceeded(len(line))
                 return
             if line:  # blank lines are allowed, and ignored
                 receive(line)
         if tail and not self._stopped:
-            if len(tail) > limit:
+            if len(tail) > self.max_line_length:
                 self._exceeded(len(tail))
                 return
             self._partial.append(tail)

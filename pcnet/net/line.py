@@ -42,6 +42,7 @@ from pcnet.domain.enrolment import MAX_CODE_LENGTH
 from pcnet.errors import Conflict, InvalidInput, PcnetError
 from pcnet.interfaces import ILineSession
 from pcnet.net._framing import LineFraming
+from pcnet.net.limits import RateLimitedLog, StrangerWork
 from pcnet.net.registry import ROLES, NodeStatus
 from pcnet.net.tls import ALPN_PCNET
 
@@ -109,8 +110,25 @@ class UnsupportedVersion(PcnetError):
     closes_connection = True
 
 
+class _StillPending(LinkDown):
+    """Client side: the node is still pending and its connection is gone; reconnect."""
+
+
 class BadHello(InvalidInput):
     closes_connection = True
+
+
+def hello_text(msg: dict, field: str, longest: int) -> str:
+    """A hello's text field: a string of 1 to `longest` printable characters, or `BadHello`.
+
+    Printable rules out what would fail later, after the check, as an `internal` error or a
+    confusing log line: NUL (which PostgreSQL refuses), control characters, and lone
+    surrogates (`"\\ud800"` is valid JSON but cannot be encoded as UTF-8 to be hashed or stored).
+    """
+    value = msg.get(field)
+    if type(value) is not str or not 0 < len(value) <= longest or not value.isprintable():
+        raise BadHello(f"{field} must be a string of 1 to {longest} printable characters")
+    return value
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -127,7 +145,13 @@ class LineConfig:
       seconds with nothing received (`detection_time`);
     - `max_in_flight`: how many of the peer's requests may be in progress at once (handlers
       that have not finished); more get a `busy` error;
-    - `auth_timeout` (server): an unauthenticated connection is closed this long after it opened;
+    - `auth_timeout` (server): an unauthenticated connection is closed this long after it opened
+      (after its TLS handshake), a pending node's included: it says hello again on a new one;
+    - `hello_line_length` (server): longest line accepted until a hello is approved (a hello is
+      a few hundred bytes), so a stranger cannot make the server buffer `max_line_length`
+      (the smaller of the two applies);
+    - `max_lines_before_hello` (server): messages accepted until a hello is approved; past it the
+      connection is closed (hellos and pings only need a handful);
     - `pending_retry` (client): how often a pending node repeats its hello.
     """
 
@@ -135,7 +159,9 @@ class LineConfig:
     heartbeat_interval: float = 5.0
     missed_beats: int = 3
     max_in_flight: int = 1000
-    auth_timeout: float = 120.0
+    auth_timeout: float = 10.0
+    hello_line_length: int = 4096
+    max_lines_before_hello: int = 64
     pending_retry: float = 15.0
 
     def __post_init__(self):
@@ -150,6 +176,10 @@ class LineConfig:
             raise ValueError("max_in_flight must be at least 1")
         if self.auth_timeout <= 0 or self.pending_retry <= 0:
             raise ValueError("auth_timeout and pending_retry must be positive")
+        if self.hello_line_length < 1024:
+            raise ValueError("hello_line_length must be at least 1024 bytes")
+        if self.max_lines_before_hello < 4:
+            raise ValueError("max_lines_before_hello must be at least 4")
 
     @property
     def detection_time(self) -> float:
@@ -332,6 +362,10 @@ class LineProtocol(LineFraming):
         self._open = True
         self.peer = self.transport.getPeer()
         self._last_received = self._last_sent = self._clock.seconds()
+        if not self._locked:
+            self._start_heartbeats()
+
+    def _start_heartbeats(self) -> None:
         self._beat = self._clock.callLater(self.config.heartbeat_interval, self._heartbeat)
 
     def connectionLost(self, reason: Failure) -> None:
@@ -385,6 +419,8 @@ class LineProtocol(LineFraming):
         LineFraming.dataReceived(self, data)
 
     def lineReceived(self, line: bytes) -> None:
+        if self._locked and self._one_more_line_before_hello():
+            return
         try:
             msg = _loads(line.decode())
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -508,9 +544,11 @@ class LineProtocol(LineFraming):
             d = None
         if d is None:
             if rid is None:
-                # The peer complains about a line of ours it could not attribute to a request.
+                # The peer complains about a line of ours it could not attribute to a request,
+                # or says why it closes: a pending node's hello deadline is no cause for alarm.
                 error = msg.get("error")
-                log.warn(
+                expected = isinstance(error, dict) and error.get("code") == "auth_timeout"
+                (log.info if expected else log.warn)(
                     "pcnet/1 peer {session} reports an error: {error}", session=self, error=error
                 )
             else:
@@ -531,16 +569,33 @@ class LineProtocol(LineFraming):
             )
         )
 
+    def _one_more_line_before_hello(self) -> bool:
+        """Server side, before an approved hello: True when this line is one too many."""
+        return False
+
     def lineLengthExceeded(self, length: int) -> None:
         limit = self.max_line_length
-        log.warn(
-            "pcnet/1 peer {session} sent a line over {limit} bytes; closing",
-            session=self,
-            limit=limit,
-        )
-        self._send_error(None, "line_too_long", f"line longer than {limit} bytes; closing")
-        self._down_reason = f"peer sent a line longer than {limit} bytes"
+        if self._locked:
+            self._stranger_event(
+                "line_too_long",
+                "pcnet/1 {peer} sent a line over {limit} bytes before an approved hello; closing",
+                peer=self._peer_text(),
+                limit=limit,
+            )
+            before = " before an approved hello"
+        else:
+            log.warn(
+                "pcnet/1 peer {session} sent a line over {limit} bytes; closing",
+                session=self,
+                limit=limit,
+            )
+            before = ""
+        self._send_error(None, "line_too_long", f"line longer than {limit} bytes{before}; closing")
+        self._down_reason = f"peer sent a line longer than {limit} bytes{before}"
         self.close()
+
+    def _stranger_event(self, kind: str, fmt: str, **fields) -> None:
+        log.info(fmt, **fields)
 
     # --- sending requests ------------------------------------------------------------------
 
@@ -627,6 +682,32 @@ class LineServerProtocol(LineProtocol):
         self._handlers["hello"] = _op_hello
         self._hello_busy = False
         self._auth_timer = None
+        # Until a hello is approved a stranger may send only short lines, and only a few.
+        self.max_line_length = min(self.config.hello_line_length, self.config.max_line_length)
+        self._lines_before_hello = 0
+
+    def _one_more_line_before_hello(self) -> bool:
+        self._lines_before_hello += 1
+        limit = self.config.max_lines_before_hello
+        if self._lines_before_hello <= limit:
+            return False
+        self._stranger_event(
+            "too_many_lines",
+            "pcnet/1 {peer} sent more than {limit} messages without an approved hello; closing",
+            peer=self._peer_text(),
+            limit=limit,
+        )
+        self._send_error(
+            None, "not_authenticated",
+            f"more than {limit} messages without an approved hello; closing",
+        )
+        self._down_reason = "too many messages before an approved hello"
+        self.close()
+        return True
+
+    def _stranger_event(self, kind: str, fmt: str, **fields) -> None:
+        # Strangers' misbehaviour is logged at most once a minute per kind: no log floods.
+        self.factory.stranger_log.event(kind, fmt, **fields)
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -641,10 +722,16 @@ class LineServerProtocol(LineProtocol):
             self.factory._session_down(self, self._down_reason or reason.getErrorMessage())
 
     def _auth_expired(self) -> None:
+        # Connections opened together expire together: take turns with the reactor's other
+        # work rather than closing a few thousand in one go.
         self._auth_timer = None
+        self.factory.stranger_work.add(self._close_unapproved)
+
+    def _close_unapproved(self) -> None:
         if self._open and not self.authenticated:
-            log.info(
-                "pcnet/1 {peer} not approved within {timeout} s; closing",
+            self._stranger_event(
+                "auth_timeout",
+                "pcnet/1 {peer} not approved within {timeout:g} s of connecting; closing",
                 peer=self._peer_text(),
                 timeout=self.config.auth_timeout,
             )
@@ -662,17 +749,17 @@ class LineServerProtocol(LineProtocol):
         if self._hello_busy:
             raise Conflict("a hello is already being checked")
         version = msg.get("version")
-        if version != PROTOCOL_VERSION or type(version) is not int:
+        if type(version) is not int or not 0 <= version < 1 << 31:
+            raise BadHello("version must be a protocol version number (an integer)")
+        if version != PROTOCOL_VERSION:
             raise UnsupportedVersion(
-                f"this server speaks pcnet/1 version {PROTOCOL_VERSION}, not {version!r}"
+                f"this server speaks pcnet/1 version {PROTOCOL_VERSION}, not {version}"
             )
-        role, node, credential = msg.get("role"), msg.get("node"), msg.get("credential")
-        if role not in ROLES:
+        role = msg.get("role")
+        if type(role) is not str or role not in ROLES:
             raise BadHello(f"role must be one of {', '.join(ROLES)}")
-        if not isinstance(node, str) or not 0 < len(node) <= 255 or not node.isprintable():
-            raise BadHello("node must be a printable name of 1 to 255 characters")
-        if not isinstance(credential, str) or not 0 < len(credential) <= 1024:
-            raise BadHello("credential must be a string of 1 to 1024 characters")
+        node = hello_text(msg, "node", 255)
+        credential = hello_text(msg, "credential", 1024)
         enrolment = _enrolment_code(msg)
         self._hello_busy = True
         try:
@@ -700,7 +787,8 @@ class LineServerProtocol(LineProtocol):
             )
             raise NodePending(
                 f"{role} {node!r} is waiting for an administrator's approval; say hello again "
-                f"later (this connection closes {self.config.auth_timeout:g} s after it opened)"
+                f"later (this connection closes {self.config.auth_timeout:g} s after it opened: "
+                f"reconnect to ask again)"
             )
         log.warn(
             "pcnet/1 {role} {node!r} at {peer} rejected",
@@ -719,6 +807,11 @@ class LineServerProtocol(LineProtocol):
         self.role, self.node = role, node
         self.authenticated = True
         self._locked = False
+        self.max_line_length = self.config.max_line_length
+        # Heartbeats start with the session: a stranger is not worth pinging (the hello
+        # deadline ends its connection sooner than a missed beat would).
+        self._last_received = self._last_sent = self._clock.seconds()
+        self._start_heartbeats()
         if self._auth_timer is not None and self._auth_timer.active():
             self._auth_timer.cancel()
         self._auth_timer = None
@@ -836,6 +929,10 @@ class LineServerFactory(Factory):
         self.on_session_up = on_session_up
         self.on_session_down = on_session_down
         self.sessions: dict[tuple[str, str], LineServerProtocol] = {}
+        # Lines about connections that never got an approved hello, at most one a minute per
+        # kind: strangers cannot flood the log.
+        self.stranger_log = RateLimitedLog(clock, log, level="info")
+        self.stranger_work = StrangerWork(clock)
 
     def buildProtocol(self, addr) -> LineServerProtocol:
         return LineServerProtocol(self)
@@ -917,6 +1014,18 @@ class LineClientFactory(Factory):
                         retry=self.config.pending_retry,
                     )
                 await task.deferLater(self.clock, self.config.pending_retry)
+                if not protocol.is_connected:
+                    # The server closes a connection that has no approved hello after a short
+                    # while (its auth_timeout): ask again on a new connection, which the caller
+                    # (ClientService) makes. Not worth a warning: waiting is what pending means.
+                    raise _StillPending(
+                        "still waiting for approval; the server closed the connection, "
+                        "asking again on a new one"
+                    )
+        except _StillPending as e:
+            log.info("pcnet/1 {role} {node!r}: {why}", role=self.role, node=self.node, why=e)
+            protocol.abort(str(e))
+            raise
         except BaseException as e:
             log.warn(
                 "pcnet/1 {role} {node!r}: no session with the server: {why}",

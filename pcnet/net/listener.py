@@ -12,6 +12,11 @@ A server's ports take plain HTTP, HTTPS and pcnet/1 on the same socket:
 So the line protocol is never reachable in clear text: a clear-text connection always goes to
 HTTP. The port's endpoint is ordinary configuration (`tcp:9191`); TLS is layered here, after
 sniffing, with `TLSMemoryBIOFactory`, never by the endpoint.
+
+Before any of that, the listener asks its `ConnectionLimits` (`pcnet.net.limits`) whether the
+connection may be held at all: over the total cap or the cap for its source address, the port
+closes it at once (no TLS or HTTP state is ever built). And a connection must have reached HTTP
+or pcnet/1 (first byte, TLS handshake) within `negotiation_timeout`.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
+from pcnet.net.limits import ConnectionLimits, RateLimitedLog, StrangerWork
 from pcnet.net.tls import ALPN_PCNET, SERVER_ALPN
 
 log = Logger(namespace="pcnet.net.listener")
@@ -110,15 +116,36 @@ class _ALPNChooserFactory(Factory):
         return list(SERVER_ALPN)
 
 
+class _PlainLog:
+    """What stands in for a RateLimitedLog on a listener without a clock (tests, tools)."""
+
+    def event(self, kind: str, fmt: str, **fields) -> bool:
+        log.info(fmt, **fields)
+        return True
+
+
+#: Bytes a TLS connection may send while it waits for its handshake's turn (a ClientHello is
+#: at most a few KiB; TLS records are at most 16 KiB).
+_MAX_WAITING_BYTES = 64 * 1024
+
+
 class _FirstByteSniffer(Protocol):
-    """Waits for the first byte, then becomes a relay to TLS or to plain HTTP."""
+    """Waits for the first byte, then becomes a relay to TLS or to plain HTTP.
+
+    A TLS connection's handshake starts when the listener's `StrangerWork` queue gets to it
+    (at once, unless a flood of handshakes is being worked through); what arrives meanwhile is
+    kept for it.
+    """
 
     _inner = None
     _timer = None
+    _waiting: list[bytes] | None = None
+    _gone = False
 
-    def __init__(self, mux: MultiplexingFactory, addr):
+    def __init__(self, mux: MultiplexingFactory, addr, ticket: str | None = None):
         self._mux = mux
         self._addr = addr
+        self._ticket = ticket  # our slot in the connection caps, given back when we are gone
 
     def connectionMade(self) -> None:
         mux = self._mux
@@ -127,7 +154,16 @@ class _FirstByteSniffer(Protocol):
 
     def _timed_out(self) -> None:
         self._timer = None
-        log.info(
+        if self._mux.handshakes is not None:
+            self._mux.handshakes.add(self._drop)   # many time out together: take turns
+        else:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._gone:
+            return
+        self._mux.stranger_log.event(
+            "negotiation_timeout",
             "connection from {peer} did not get as far as HTTP or pcnet/1 in {t:g} s; dropping",
             peer=self.transport.getPeer(),
             t=self._mux.negotiation_timeout,
@@ -146,13 +182,21 @@ class _FirstByteSniffer(Protocol):
             return
         if not data:
             return
+        waiting = self._waiting
+        if waiting is not None:
+            waiting.append(data)
+            if sum(map(len, waiting)) > _MAX_WAITING_BYTES:
+                self.transport.abortConnection()
+            return
         mux = self._mux
         if data[0] == _TLS_HANDSHAKE:
-            inner = mux._tls_factory.buildProtocol(self._addr)
-            # The TLS wrapper's application protocol is a chooser; the timer runs on until it
-            # has chosen, so a stalled handshake is dropped too.
-            inner.wrappedProtocol._on_chosen = self._negotiated
-        elif mux.allow_plain:
+            if mux.handshakes is not None:
+                self._waiting = [data]
+                mux.handshakes.add(self._start_tls)
+                return
+            self._start_tls(data)
+            return
+        if mux.allow_plain:
             self._negotiated()
             inner = mux.http_factory.buildProtocol(self._addr)
         else:
@@ -161,6 +205,20 @@ class _FirstByteSniffer(Protocol):
                 self.transport.write(_PLAIN_REFUSED)
             self.transport.loseConnection()
             return
+        self._relay_to(inner, data)
+
+    def _start_tls(self, data: bytes | None = None) -> None:
+        if self._gone:
+            return
+        if data is None:
+            data, self._waiting = b"".join(self._waiting), None
+        inner = self._mux._tls_factory.buildProtocol(self._addr)
+        # The TLS wrapper's application protocol is a chooser; the timer runs on until it has
+        # chosen, so a stalled handshake is dropped too.
+        inner.wrappedProtocol._on_chosen = self._negotiated
+        self._relay_to(inner, data)
+
+    def _relay_to(self, inner, data: bytes) -> None:
         if inner is None:
             self.transport.loseConnection()
             return
@@ -169,7 +227,12 @@ class _FirstByteSniffer(Protocol):
         inner.dataReceived(data)
 
     def connectionLost(self, reason) -> None:
+        self._gone = True
+        self._waiting = None
         self._negotiated()
+        ticket, self._ticket = self._ticket, None
+        if ticket is not None:
+            self._mux.limits.release(ticket)
         inner, self._inner = self._inner, None
         if inner is not None:
             inner.connectionLost(reason)
@@ -185,6 +248,10 @@ class MultiplexingFactory(Factory):
     - `allow_plain`: whether clear-text HTTP is served (True on 9191, False on 9192);
     - `clock` and `negotiation_timeout`: a connection that has not reached HTTP or pcnet/1
       (first byte, TLS handshake) within this many seconds is dropped. No clock, no limit.
+    - `limits`: the `ConnectionLimits` (total and per source address) this port counts its
+      connections in; share one between a server's ports. None: no caps.
+    - `handshakes`: the `StrangerWork` queue TLS handshakes take turns in (share one between a
+      server's ports); by default one of the port's own when there is a clock.
 
         site = MultiplexingFactory(Site(root), LineServerFactory(...), tls_options,
                                    allow_plain=True, clock=reactor)
@@ -201,19 +268,33 @@ class MultiplexingFactory(Factory):
         *,
         allow_plain: bool,
         clock: IReactorTime | None = None,
-        negotiation_timeout: float | None = 30.0,
+        negotiation_timeout: float | None = 10.0,
+        limits: ConnectionLimits | None = None,
+        handshakes: StrangerWork | None = None,
     ):
         self.http_factory = http_factory
         self.line_factory = line_factory
         self.allow_plain = allow_plain
         self.clock = clock
         self.negotiation_timeout = negotiation_timeout
+        self.limits = limits
+        if handshakes is None and clock is not None:
+            handshakes = StrangerWork(clock)
+        self.handshakes = handshakes
+        self.stranger_log = (RateLimitedLog(clock, log, level="info") if clock is not None
+                             else _PlainLog())
         self._tls_factory = TLSMemoryBIOFactory(
             tls_options, False, _ALPNChooserFactory(self), clock=clock
         )
 
-    def buildProtocol(self, addr) -> _FirstByteSniffer:
-        return _FirstByteSniffer(self, addr)
+    def buildProtocol(self, addr) -> _FirstByteSniffer | None:
+        limits = self.limits
+        if limits is None:
+            return _FirstByteSniffer(self, addr)
+        ticket = limits.admit(addr)
+        if ticket is None:
+            return None  # the port closes the socket at once: nothing was built for it
+        return _FirstByteSniffer(self, addr, ticket)
 
     # The inner factories never see a port of their own; pass start/stop on, so e.g. a Site
     # opens and closes its access log.

@@ -20,7 +20,8 @@ _ERROR_RESPONSES = {
     409: ("Conflict", "a duplicate name, a reused idempotency key, or insufficient funds"),
     413: ("PayloadTooLarge", "the request body is over the size limit"),
     415: ("UnsupportedMediaType", "the request body is not application/json"),
-    429: ("TooManyRequests", "too many failed sign-ins for this username; retry after `Retry-After` seconds"),
+    429: ("TooManyRequests", "too many failed sign-ins from this address (or as this user from it), or too "
+               "many sign-ins being checked at once; retry after `Retry-After` seconds"),
     500: ("InternalError", "a bug; logged on the server"),
     503: ("StoreUnavailable", "the database cannot be reached (releasing a held job: its print server is not connected)"),
 }

@@ -9,8 +9,9 @@ the field, and only bugs are 500s (logged, without request bodies or headers, so
 reaches the log).
 
 Admin routes take an API token (`Authorization: Bearer`). The `/me` routes act for one user
-instead: HTTP Basic with that user's username and password, checked off the reactor thread,
-with failed sign-ins throttled per username (`LoginThrottle`); a user sees, releases and cancels
+instead: HTTP Basic with that user's username and password, checked off the reactor thread
+through the server's sign-in throttle (`pcnet.app.throttle`: per address and global budgets,
+no lock-out a stranger can cause); a user sees, releases and cancels
 only their own held jobs, and another user's job is answered 404 like a missing one.
 
 Writes that change what the job service caches (printers, users, accounts) tell its
@@ -22,10 +23,9 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import math
 import re
 import uuid as uuidlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -58,8 +58,10 @@ from pcnet.domain.enrolment import (
     NodeRole,
 )
 from pcnet.domain.quotas import next_boundary
-from pcnet.domain.secrets import hash_secret, hash_token, new_token, verify_secret
+from pcnet.app.throttle import SignInThrottle, TooManyAttempts
+from pcnet.domain.secrets import hash_secret, hash_token, new_token
 from pcnet.errors import Conflict, Forbidden, NotFound, PcnetError, Unauthorized
+from pcnet.net.limits import source_key
 from pcnet.net.registry import NodeStatus
 from pcnet.store import QUARANTINE_STATES
 from pcnet.web import _schemas as S
@@ -313,109 +315,6 @@ class Unauthenticated(Unauthorized):
         self.challenge = challenge or ('Bearer realm="pcnet"' + (', error="invalid_token"' if invalid else ""))
 
 
-class TooManyAttempts(PcnetError):
-    """Too many failed sign-ins for a username: refused before the password is checked."""
-
-    code = "too_many_attempts"
-    http_status = 429
-
-    def __init__(self, message: str, *, retry_after: int):
-        super().__init__(message)
-        self.retry_after = max(1, retry_after)
-
-
-@dataclass
-class _Attempts:
-    failures: int = 0
-    first_failure: float = 0.0
-    pending: int = 0           # sign-ins being checked now
-    locked_until: float = 0.0
-
-
-class LoginThrottle:
-    """Failed sign-ins per username, on the API's clock.
-
-    `limit` failures within `window` seconds lock the username for `lockout` seconds; while it
-    is locked every attempt is refused (429) before the password is checked, so guessing is slow
-    and costs the server no scrypt. Sign-ins still being checked count against the limit, so a
-    burst of parallel guesses gets no more than `limit` tries. A success clears the failures.
-    Unknown usernames are counted like known ones (the answers must not tell them apart). At
-    most `max_names` usernames are tracked; when full, stale records go first, then the oldest
-    (locked ones last).
-    """
-
-    def __init__(self, clock, *, limit: int = 5, window: float = 900.0, lockout: float = 300.0,
-                 max_names: int = 10_000):
-        self.clock, self.limit, self.window, self.lockout = clock, limit, window, lockout
-        self.max_names = max_names
-        self._names: dict[str, _Attempts] = {}
-
-    def begin(self, username: str) -> str:
-        """Start a sign-in (a key for `failed`/`succeeded`/`abandoned`), or raise TooManyAttempts."""
-        key, now = username.casefold(), self.clock.seconds()
-        entry = self._names.get(key)
-        if entry is None:
-            self._make_room(now)
-            entry = self._names[key] = _Attempts()
-        if entry.locked_until > now:
-            raise TooManyAttempts(f"too many failed sign-ins for {username}; try again later",
-                                  retry_after=math.ceil(entry.locked_until - now))
-        if entry.failures and now - entry.first_failure >= self.window:
-            entry.failures = 0
-        if entry.failures + entry.pending >= self.limit:
-            raise TooManyAttempts(f"too many sign-ins for {username} at once; try again later",
-                                  retry_after=1)
-        entry.pending += 1
-        return key
-
-    def failed(self, key: str) -> bool:
-        """A wrong password (or unknown or disabled user); True when this locks the username."""
-        now, entry = self.clock.seconds(), self._names[key]
-        entry.pending -= 1
-        if entry.failures == 0:
-            entry.first_failure = now
-        entry.failures += 1
-        if entry.failures < self.limit:
-            return False
-        entry.failures, entry.locked_until = 0, now + self.lockout
-        return True
-
-    def succeeded(self, key: str) -> None:
-        entry = self._names[key]
-        entry.pending -= 1
-        entry.failures = 0
-        self._forget_if_idle(key, self.clock.seconds())
-
-    def abandoned(self, key: str) -> None:
-        """The check itself failed (the store is down): neither a success nor a failure."""
-        self._names[key].pending -= 1
-        self._forget_if_idle(key, self.clock.seconds())
-
-    def _idle(self, entry: _Attempts, now: float) -> bool:
-        return (entry.pending == 0 and entry.locked_until <= now
-                and (entry.failures == 0 or now - entry.first_failure >= self.window))
-
-    def _forget_if_idle(self, key: str, now: float) -> None:
-        if self._idle(self._names[key], now):
-            del self._names[key]
-
-    def _make_room(self, now: float) -> None:
-        if len(self._names) < self.max_names:
-            return
-        for key in [k for k, e in self._names.items() if self._idle(e, now)]:
-            del self._names[key]
-        # Still full (many names guessed at): oldest first, locked names last.
-        for locked in (False, True):
-            for key in [k for k, e in self._names.items()
-                        if e.pending == 0 and (e.locked_until > now) is locked]:
-                if len(self._names) < self.max_names:
-                    return
-                del self._names[key]
-
-
-# Checked when the user is unknown or has no password, so that those answers take as long as a
-# wrong password (the reply does not tell whether a username exists).
-_NO_USER_HASH = "scrypt$16384$8$1$M6AW7kQuFZwShAQEfRJp9g$Oi6K-PsD04CcLnLAWGIUBC3MvYUZD3TTAu7tZWU-g_g"
 _WRONG_LOGIN = "Authorization: wrong username or password, or the user is disabled"
 
 
@@ -457,7 +356,7 @@ class AdminApi:
     log = Logger()
 
     def __init__(self, store, jobs, clock, *, max_body: int = MAX_BODY, provider_ops=None,
-                 nodes=None):
+                 nodes=None, signin: SignInThrottle | None = None):
         self.store = store
         self.jobs = jobs
         self.clock = clock
@@ -474,8 +373,9 @@ class AdminApi:
         self.nodes = nodes
         # Password hashing is deliberately slow: off the reactor thread when there is one.
         self._threads = clock if IReactorThreads.providedBy(clock) else None
-        # Failed /me sign-ins per username.
-        self.throttle = LoginThrottle(clock)
+        # Password checks: per address and global budgets, shared with every other way in
+        # that checks a password (the server passes its one instance).
+        self.signin = signin if signin is not None else SignInThrottle(clock)
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -552,25 +452,18 @@ class AdminApi:
             raise Unauthenticated("Authorization: send your username and password with HTTP Basic "
                                   "authentication", challenge=BASIC_CHALLENGE)
         username, password = _basic_credentials(header.decode("latin-1"))
-        key = self.throttle.begin(username)
+        attempt = self.signin.begin(source_key(request.getClientAddress()), username)
         try:
-            try:
-                user = await self.store.get_user_by_name(username)
-            except NotFound:
-                user = None
-            known = user is not None and bool(user.password_hash)
-            matches = await self._slow(verify_secret, password,
-                                       user.password_hash if known else _NO_USER_HASH)
+            user = await self.store.get_user_by_name(username)
+        except NotFound:
+            user = None
         except BaseException:
-            self.throttle.abandoned(key)
+            attempt.abandon()
             raise
-        if not (known and matches) or user.disabled:
-            if self.throttle.failed(key):
-                self.log.warn("admin API: sign-ins as {username!r} refused for {seconds:.0f} s after "
-                              "{limit} failures", username=username, seconds=self.throttle.lockout,
-                              limit=self.throttle.limit)
+        ok = await attempt.check(password, user.password_hash if user is not None else None,
+                                 allowed=user is not None and not user.disabled)
+        if not ok:
             raise Unauthenticated(_WRONG_LOGIN, challenge=BASIC_CHALLENGE)
-        self.throttle.succeeded(key)
         return user
 
     @app.handle_errors(Exception)

@@ -84,6 +84,17 @@ def has_fired(d: Deferred) -> bool:
     return d.called
 
 
+def one_turn(clock: task.Clock, amount: float = 0) -> None:
+    """Move the clock on and run the calls due then once, as one reactor turn would:
+    task.Clock.advance would also run what they schedule for now, i.e. every later turn."""
+    clock.rightNow += amount
+    due = [c for c in clock.getDelayedCalls() if c.getTime() <= clock.seconds()]
+    for call in sorted(due, key=lambda c: c.getTime()):
+        clock.calls.remove(call)
+        call.called = 1
+        call.func(*call.args, **call.kw)
+
+
 # --- in-memory connections ----------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from ._support import (
     ServerHarness,
     failure_of,
     line_pair,
+    one_turn,
     result_of,
 )
 
@@ -125,7 +126,7 @@ def test_the_credential_and_enrolment_code_never_appear_in_the_logs():
     assert "hunter2" not in text and code not in text
 
 
-@pytest.mark.parametrize("version", [2, "1", None, 1.0, True])
+@pytest.mark.parametrize("version", [2, 0, 7_000_000])
 def test_other_protocol_versions_are_refused_and_closed(version):
     h = ServerHarness()
     h.send({"op": "hello", "id": 1, "version": version, "role": "provider", "node": "print01",
@@ -139,22 +140,45 @@ def test_other_protocol_versions_are_refused_and_closed(version):
     "fields",
     [
         {"role": "printer"},
+        {"role": ["provider"]},
+        {"role": None},
         {"node": ""},
         {"node": 5},
         {"node": "bad\nname"},
+        {"node": "nul\x00byte"},
+        {"node": "lone \ud800 surrogate"},
+        {"node": "n" * 256},
         {"credential": None},
         {"credential": ""},
+        {"credential": 12345},
+        {"credential": "lone \udfff surrogate"},
+        {"credential": "nul\x00byte"},
+        {"credential": "c" * 1025},
+        {"credential": {"nested": "object"}},
+        {"version": "1"},
+        {"version": None},
+        {"version": 1.0},
+        {"version": True},
+        {"version": 2 ** 64},
+        {"version": -(2 ** 70)},
     ],
+    ids=repr,
 )
-def test_invalid_hello_is_refused_and_closed(fields):
-    h = ServerHarness()
+def test_invalid_hello_fields_are_refused_as_invalid_and_closed(fields):
+    """Every malformed hello field is `invalid` (never `internal`, never a logged traceback):
+    wrong types, lone surrogates and NUL bytes (which fail only when hashed or stored), huge
+    integers, over-long text."""
+    h = ServerHarness(registry=MemoryNodeRegistry())
     hello = {"op": "hello", "id": 1, "version": 1, "role": "provider", "node": "print01",
              "credential": CREDENTIAL}
     hello.update(fields)
-    h.send(hello)
+    with capturedLogs() as events:
+        h.send(json.dumps(hello).encode() + b"\n")
     (reply,) = h.replies()
-    assert reply["error"]["code"] == "invalid"
+    assert reply["error"]["code"] == "invalid", reply
     assert h.transport.disconnecting
+    assert not [e for e in events if e.get("log_failure")]
+    assert h.registry.nodes() == []
 
 
 def test_before_hello_only_hello_and_ping_are_answered():
@@ -205,6 +229,18 @@ def test_registry_failure_is_an_internal_error_and_the_node_may_retry():
     assert not h.transport.disconnecting
 
 
+def test_the_hello_deadline_is_short_by_default():
+    """A stranger that never says hello is gone 10 s after its TLS handshake (the old default
+    was 120 s)."""
+    h = ServerHarness(registry=MemoryNodeRegistry())
+    h.send(b'{"op":"ping","id":"p"}\n')
+    h.clock.advance(9.9)
+    assert not h.transport.disconnecting
+    h.clock.advance(0.1)
+    assert h.transport.disconnecting
+    assert [r["error"]["code"] for r in h.replies() if r.get("ok") is False] == ["auth_timeout"]
+
+
 def test_unauthenticated_connection_is_closed_after_auth_timeout():
     registry = MemoryNodeRegistry()
     registry.add("provider", "new", CREDENTIAL, NodeStatus.PENDING)
@@ -220,6 +256,120 @@ def test_unauthenticated_connection_is_closed_after_auth_timeout():
     (line,) = [r for r in h.replies() if "re" in r]
     assert line["re"] is None and line["error"]["code"] == "auth_timeout"
     assert h.transport.disconnecting
+
+
+def test_lines_before_hello_are_short():
+    """Until a hello is approved a line may be 4 KiB, not max_line_length: a partial line one
+    byte over is refused and the connection closed, without buffering the rest."""
+    h = ServerHarness()
+    h.send(b"{" + b" " * 4095)
+    assert not h.transport.disconnecting
+    h.send(b" ")
+    (reply,) = h.replies()
+    assert reply["error"]["code"] == "line_too_long" and "4096" in reply["error"]["message"]
+    assert h.transport.disconnecting
+    assert h.protocol._partial == []
+
+
+def test_a_whole_line_before_hello_over_the_hello_limit_is_refused():
+    h = ServerHarness()
+    h.send(b'{"op":"ping","id":"' + b"x" * 5000 + b'"}\n')
+    assert h.replies()[0]["error"]["code"] == "line_too_long"
+    assert h.transport.disconnecting
+
+
+def test_after_hello_the_full_line_length_applies():
+    ops = Operations()
+    ops.register("echo", lambda session, message: {"n": len(message["blob"])})
+    h = ServerHarness(ops=ops)
+    assert h.hello()["ok"]
+    h.send({"op": "echo", "id": 2, "blob": "x" * 100_000})
+    assert h.replies() == [{"re": 2, "ok": True, "n": 100_000}]
+
+
+def test_hello_line_length_is_configurable():
+    h = ServerHarness(config=LineConfig(hello_line_length=1024))
+    h.send(b"{" + b" " * 1024)
+    assert h.replies()[0]["error"]["code"] == "line_too_long"
+
+
+def test_only_a_few_messages_are_accepted_before_hello():
+    """A stranger cannot keep a connection busy (or make the server queue replies it never
+    reads) with endless pings before its hello: message 65 closes the connection."""
+    h = ServerHarness()
+    h.send(b'{"op":"ping","id":1}\n' * 64)
+    assert len(h.replies()) == 64 and not h.transport.disconnecting
+    h.send(b'{"op":"ping","id":1}\n' * 1000)
+    (reply,) = h.replies()
+    assert reply["re"] is None and reply["error"]["code"] == "not_authenticated"
+    assert h.transport.disconnecting
+
+
+def test_the_message_budget_ends_with_an_approved_hello():
+    h = ServerHarness()
+    h.send(b'{"op":"ping","id":1}\n' * 60)
+    h.replies()
+    assert h.hello(id=2)["ok"]
+    h.send(b'{"op":"ping","id":1}\n' * 500)
+    assert len(h.replies()) == 500 and not h.transport.disconnecting
+
+
+def test_connections_expiring_together_are_closed_a_few_per_reactor_turn():
+    """Thousands of strangers opened together expire together; their closes take turns with
+    the reactor's other work (StrangerWork) instead of running in one go."""
+    from itertools import count
+
+    from twisted.internet.testing import StringTransport
+
+    from pcnet.net.limits import StrangerWork
+
+    h = ServerHarness(registry=MemoryNodeRegistry())
+    ticks = count()
+    h.factory.stranger_work = StrangerWork(h.clock, budget=0.5, timer=lambda: next(ticks))
+    transports = [h.transport]
+    for _ in range(3):
+        p = h.factory.buildProtocol(NODE_ADDR)
+        transports.append(StringTransport(peerAddress=NODE_ADDR))
+        p.makeConnection(transports[-1])
+    one_turn(h.clock, 10)   # the timers fire; the work queue gets its first turn after them
+    one_turn(h.clock)
+    assert [t.disconnecting for t in transports] == [True, False, False, False]
+    h.clock.advance(0)      # the following turns
+    assert all(t.disconnecting for t in transports)
+
+
+def test_the_server_sends_no_heartbeats_before_an_approved_hello():
+    """Pinging strangers costs a TLS record each; the hello deadline ends them sooner than a
+    missed beat would. Heartbeats start with the approved session."""
+    h = ServerHarness(config=LineConfig(heartbeat_interval=1, auth_timeout=60))
+    h.clock.advance(5)
+    assert h.replies() == []
+    assert h.hello()["ok"]
+    h.clock.advance(1)
+    assert [r.get("op") for r in h.replies()] == ["ping"]
+
+
+def test_strangers_are_logged_at_most_once_a_minute_per_kind():
+    """Hundreds of connections timing out before hello make one log line (and a count)."""
+    from twisted.internet.testing import StringTransport
+
+    first = ServerHarness(registry=MemoryNodeRegistry())
+    factory, clock = first.factory, first.clock
+    with capturedLogs() as events:
+        for _ in range(299):
+            p = factory.buildProtocol(NODE_ADDR)
+            p.makeConnection(StringTransport(peerAddress=NODE_ADDR))
+        clock.advance(10)
+    lines = [e for e in events if "not approved" in e.get("log_format", "")]
+    assert len(lines) == 1
+    assert factory.stranger_log.suppressed("auth_timeout") == 299
+    with capturedLogs() as events:
+        clock.advance(60)
+        p = factory.buildProtocol(NODE_ADDR)
+        p.makeConnection(StringTransport(peerAddress=NODE_ADDR))
+        clock.advance(10)
+    (line,) = [e for e in events if "not approved" in e.get("log_format", "")]
+    assert line["left_out"] == 299
 
 
 def test_approved_connection_is_not_subject_to_auth_timeout():
@@ -527,7 +677,8 @@ def test_any_partial_data_counts_as_a_sign_of_life():
 
 def test_config_is_validated():
     for bad in [dict(heartbeat_interval=0), dict(missed_beats=1), dict(max_line_length=10),
-                dict(auth_timeout=0), dict(max_in_flight=0)]:
+                dict(auth_timeout=0), dict(max_in_flight=0), dict(hello_line_length=512),
+                dict(max_lines_before_hello=1)]:
         with pytest.raises(ValueError):
             LineConfig(**bad)
 
@@ -673,7 +824,7 @@ def test_heartbeats_keep_an_idle_link_up_and_silence_brings_it_down():
 def test_pending_node_keeps_asking_until_approved():
     registry = MemoryNodeRegistry()
     registry.add("provider", "print01", CREDENTIAL, NodeStatus.PENDING)
-    config = LineConfig(pending_retry=10)
+    config = LineConfig(pending_retry=10, auth_timeout=60)
     _, client_factory, _, client, pump, clock = line_pair(registry=registry, config=config)
     d = client_factory.prepare(client)
     pump.flush()
@@ -697,6 +848,25 @@ def test_a_node_given_an_enrolment_code_sends_it_and_is_enrolled():
     pump.flush()
     assert result_of(d) is client and client.authenticated
     assert registry.status("provider", "print01") is NodeStatus.APPROVED
+def test_a_pending_node_whose_connection_the_server_closed_asks_again_on_a_new_one():
+    """The server closes a connection without an approved hello after auth_timeout (10 s);
+    a pending node's prepare then fails with LinkDown, logged as information rather than a
+    warning, so that its ClientService reconnects and says hello again."""
+    registry = MemoryNodeRegistry()
+    registry.add("provider", "print01", CREDENTIAL, NodeStatus.PENDING)
+    config = LineConfig(pending_retry=15)
+    _, client_factory, _, client, pump, clock = line_pair(registry=registry, config=config)
+    d = client_factory.prepare(client)
+    pump.flush()
+    assert not d.called
+    with capturedLogs() as events:
+        for _ in range(15):
+            clock.advance(1)
+            pump.flush()
+    assert "still waiting for approval" in failure_of(d, LinkDown).value.message
+    assert not client.is_connected
+    levels = {e["log_level"].name for e in events if "log_level" in e}
+    assert levels == {"info"}   # the server's auth_timeout line included: nothing to warn of
 
 
 def test_prepare_aborts_the_connection_when_rejected():

@@ -18,6 +18,7 @@ from ._support import (
     Recorder,
     connect_in_memory,
     failure_of,
+    one_turn,
     result_of,
     tls_client,
     tls_server,
@@ -165,7 +166,7 @@ def test_a_silent_connection_is_dropped_after_the_negotiation_timeout(pki):
     server = Server(pki)
     _, client = plain_client()
     _server_protocol, pump = server.connect(client)
-    server.clock.advance(29.9)
+    server.clock.advance(9.9)
     pump.flush()
     assert client.lost is None
     server.clock.advance(0.1)
@@ -179,7 +180,11 @@ def test_a_stalled_tls_handshake_is_dropped_after_the_negotiation_timeout(pki):
     _, pump = server.connect(client)
     client.transport.write(b"\x16\x03\x01\x00")  # the start of a ClientHello, then nothing
     pump.flush()
-    server.clock.advance(30)
+    assert server.mux.negotiation_timeout == 10   # the default (it was 30 s)
+    server.clock.advance(9.9)
+    pump.flush()
+    assert client.lost is None
+    server.clock.advance(0.1)
     pump.flush()
     assert client.lost is not None
 
@@ -250,3 +255,211 @@ def test_start_and_stop_reach_the_inner_factories(pki):
     mux.doStop()
     assert calls == ["start", "start", "stop", "stop"]
     del server
+
+
+# --- connection caps and deadlines -----------------------------------------------------------
+
+
+def capped_server(pki, *, total=4, per_source=2, negotiation_timeout=10.0):
+    from pcnet.net.limits import ConnectionLimits
+
+    server = Server(pki)
+    limits = ConnectionLimits(max_total=total, max_per_source=per_source, clock=server.clock)
+    server.mux = MultiplexingFactory(
+        server.site, server.line, tls.server_tls_options(pki.server_pem, pki.server_key_pem),
+        allow_plain=True, clock=server.clock, limits=limits,
+        negotiation_timeout=negotiation_timeout)
+    return server, limits
+
+
+def addr(host, port=40000):
+    from twisted.internet.address import IPv4Address, IPv6Address
+
+    return (IPv6Address if ":" in host else IPv4Address)("TCP", host, port)
+
+
+def open_from(server, host):
+    """A connection accepted from `host`, or None when the listener refused it."""
+    from twisted.internet.testing import StringTransport
+
+    protocol = server.mux.buildProtocol(addr(host))
+    if protocol is not None:
+        protocol.makeConnection(StringTransport(peerAddress=addr(host)))
+    return protocol
+
+
+def close(protocol):
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
+
+    protocol.connectionLost(Failure(ConnectionDone()))
+
+
+def test_connections_over_the_per_address_cap_are_refused_at_accept(pki):
+    """A third connection from one address is refused by the port (buildProtocol gives
+    None: the socket is closed before any TLS or HTTP state exists); others still get in."""
+    server, limits = capped_server(pki, total=10, per_source=2)
+    first, second = open_from(server, "10.9.0.1"), open_from(server, "10.9.0.1")
+    assert first is not None and second is not None
+    assert open_from(server, "10.9.0.1") is None
+    assert open_from(server, "10.9.0.2") is not None
+    assert limits.total == 3 and limits.refused == 1
+
+
+def test_connections_over_the_total_cap_are_refused(pki):
+    server, limits = capped_server(pki, total=3, per_source=3)
+    held = [open_from(server, f"10.9.1.{i}") for i in range(3)]
+    assert None not in held
+    assert open_from(server, "10.9.1.200") is None
+    close(held[0])
+    assert open_from(server, "10.9.1.200") is not None
+
+
+def test_closing_a_connection_frees_its_slot_whatever_stage_it_reached(pki):
+    """Slots are given back for connections dropped while sniffing, mid-TLS-handshake, and
+    after reaching HTTP or pcnet/1, each exactly once."""
+    server, limits = capped_server(pki, total=10, per_source=3)
+    sniffing = open_from(server, "10.9.2.1")
+    handshaking = open_from(server, "10.9.2.1")
+    handshaking.dataReceived(b"\x16\x03\x01\x00")
+    http = open_from(server, "10.9.2.1")
+    http.dataReceived(b"GET / HTTP/1.1\r\n")
+    assert limits.held(addr("10.9.2.1")) == 3
+    assert open_from(server, "10.9.2.1") is None
+    for p in (sniffing, handshaking, http):
+        close(p)
+    assert limits.total == 0 and limits.sources == 0   # nothing left behind per address
+    assert open_from(server, "10.9.2.1") is not None
+
+
+def test_a_timed_out_connection_frees_its_slot(pki):
+    server, limits = capped_server(pki, total=10, per_source=1, negotiation_timeout=5)
+    _, client = plain_client()
+    server_protocol = server.mux.buildProtocol(NODE_ADDR)
+    pump = connect_in_memory(server_protocol, client, server.clock)
+    assert limits.held(NODE_ADDR) == 1
+    server.clock.advance(5)
+    pump.flush()
+    assert client.lost is not None and limits.held(NODE_ADDR) == 0
+
+
+def test_an_ipv6_source_is_counted_by_its_64(pki):
+    """Any host gets a /64 of IPv6 addresses, so the per-address cap counts the /64."""
+    server, _ = capped_server(pki, total=10, per_source=2)
+    assert open_from(server, "2001:db8:1:2::1") is not None
+    assert open_from(server, "2001:db8:1:2:ffff::9") is not None
+    assert open_from(server, "2001:db8:1:2::77") is None
+    assert open_from(server, "2001:db8:1:3::1") is not None
+    assert open_from(server, "::ffff:10.9.3.1") is not None   # IPv4-mapped counts as IPv4
+
+
+def test_refused_connections_are_logged_at_most_once_a_minute():
+    from twisted.logger import capturedLogs
+
+    from pcnet.net.limits import ConnectionLimits
+
+    clock = task.Clock()
+    limits = ConnectionLimits(max_total=1000, max_per_source=1, clock=clock)
+    assert limits.admit(addr("10.9.4.1")) is not None
+    with capturedLogs() as events:
+        for _ in range(500):
+            assert limits.admit(addr("10.9.4.1")) is None
+        clock.advance(60)
+        assert limits.admit(addr("10.9.4.1")) is None
+    lines = [e for e in events if "refusing" in e.get("log_format", "")]
+    assert len(lines) == 2 and lines[1]["left_out"] == 499
+    assert all(e["log_level"].name == "warn" for e in lines)
+
+
+def test_the_descriptor_limit_lowers_the_total_cap_when_it_is_smaller():
+    from pcnet.net.limits import RESERVED_DESCRIPTORS, ConnectionLimits, raise_open_file_limit
+
+    limits = ConnectionLimits(max_total=10_000, max_per_source=64, clock=task.Clock())
+    assert limits.fit_to_descriptors(1 << 20) is False and limits.max_total == 10_000
+    assert limits.fit_to_descriptors(4096) is True
+    assert limits.max_total == 4096 - RESERVED_DESCRIPTORS
+    before, after, hard = raise_open_file_limit()
+    import resource
+
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == after and before <= after <= hard
+
+
+# --- handshakes take turns ----------------------------------------------------------------------
+
+
+class StepTimer:
+    """A timer for StrangerWork's budget: each reading is `step` seconds after the last."""
+
+    def __init__(self, step):
+        self.now, self.step = 0.0, step
+
+    def __call__(self):
+        self.now += self.step
+        return self.now
+
+
+def test_stranger_work_runs_a_budget_per_turn_and_the_rest_later():
+    from pcnet.net.limits import StrangerWork
+
+    clock = task.Clock()
+    work = StrangerWork(clock, budget=0.02, timer=StepTimer(0.006))   # 4 items per turn
+    done = []
+    for i in range(10):
+        work.add(lambda i=i: done.append(i))
+    work.add(lambda: 1 / 0)                  # a failing item is logged, the rest go on
+    work.add(lambda: done.append("last"))
+    turns = 0
+    while len(work):
+        one_turn(clock)
+        turns += 1
+        assert len(done) <= 4 * turns
+    assert done == [*range(10), "last"] and turns == 3 and work.deferred_turns == 2
+
+
+def test_a_flood_of_handshakes_waits_its_turn_while_plain_http_is_answered(pki):
+    """ClientHellos arriving together are worked through a budget at a time; an HTTP request
+    arriving among them is answered at once, and a connection that leaves while waiting costs
+    nothing."""
+    from pcnet.net.limits import StrangerWork
+
+    from twisted.test import iosim
+
+    server = Server(pki)
+    server.mux.handshakes = StrangerWork(server.clock, budget=0.001, timer=StepTimer(0.002))
+
+    def connect(client):
+        server_protocol = server.mux.buildProtocol(NODE_ADDR)
+        pump = iosim.connect(
+            server_protocol, iosim.FakeTransport(server_protocol, isServer=True, peerAddress=NODE_ADDR),
+            client, iosim.FakeTransport(client, isServer=False), greet=False, clock=server.clock)
+        pump.flush(advanceClock=False)   # bytes move; no reactor turn passes
+        return server_protocol, pump
+
+    flood = [connect(tls_client(Recorder(), tls.client_tls_options("pcnet.test", pki.ca_pem),
+                                server.clock)) for _ in range(5)]
+    assert all(p._inner is None for p, _ in flood) and len(server.mux.handshakes) == 5
+    _, plain = plain_client()
+    _, plain_pump = connect(plain)
+    plain.transport.write(GET)
+    plain_pump.flush(advanceClock=False)
+    assert plain.received.startswith(b"HTTP/1.1 200 OK")      # not behind the handshakes
+    assert len(server.mux.handshakes) == 5
+    close(flood[4][0])                                           # gone while waiting
+    one_turn(server.clock)
+    assert [p._inner is not None for p, _ in flood] == [True, False, False, False, False]
+    for _ in range(4):
+        one_turn(server.clock)
+    assert [p._inner is not None for p, _ in flood] == [True, True, True, True, False]
+    assert len(server.mux.handshakes) == 0
+
+
+def test_a_connection_waiting_for_its_handshake_may_not_pile_up_data(pki):
+    from pcnet.net.limits import StrangerWork
+
+    server = Server(pki)
+    server.mux.handshakes = StrangerWork(server.clock)
+    protocol = open_from(server, "10.9.5.1")
+    protocol.dataReceived(b"\x16\x03\x01")
+    for _ in range(4):
+        protocol.dataReceived(b"x" * 16384)
+    assert protocol.transport.disconnected   # aborted

@@ -12,12 +12,13 @@ import pytest
 from twisted.internet import task
 
 from tests.app.memory_store import MemoryStore
-from tests.net._support import CREDENTIAL, connect_in_memory, make_pki, result_of, tls_client, tls_server
+from tests.net._support import (CREDENTIAL, connect_in_memory, failure_of, make_pki, result_of,
+                                tls_client, tls_server)
 from pcnet.app.jobs import JobService
 from pcnet.app.provider_ops import ProviderOps
 from pcnet.domain.model import CostModel, FailureMode, HoldMode, JobStatus
 from pcnet.net import tls
-from pcnet.net.line import LineClientFactory, LineServerFactory, Operations
+from pcnet.net.line import LineClientFactory, LineServerFactory, LinkDown, Operations
 from pcnet.net.registry import MemoryNodeRegistry, NodeStatus
 from pcnet.provider.journal import HeldJobs, OfflineJournal, PrinterCache
 from pcnet.provider.service import PrintProvider, ServerLink
@@ -197,7 +198,10 @@ def test_a_pending_provider_is_not_served_until_approved(dep):
     for _ in range(int(dep.client_factory.config.pending_retry) + 1):
         dep.clock.advance(1)  # heartbeats keep flowing while it waits
         dep.flush()
-    assert result_of(d).authenticated
+    # The server closed the pending connection after its auth_timeout; the node's next
+    # connection (its ClientService makes one) says hello again and is served.
+    failure_of(d, LinkDown)
+    assert dep.connect().authenticated
 
 
 def test_uuid_is_stable_across_the_journal(dep):

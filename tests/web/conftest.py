@@ -13,6 +13,7 @@ from twisted.internet import defer
 
 from pcnet.app.jobs import JobService
 from pcnet.app.provider_ops import ProviderOps
+from pcnet.app.throttle import SignInPolicy, SignInThrottle
 from pcnet.domain.secrets import hash_token, new_token
 from pcnet.web.api import AdminApi
 from tests.support.db import open_test_store
@@ -92,7 +93,10 @@ def ops(store, jobs, clock, session):
 
 @pytest.fixture
 def api(store, jobs, clock, ops):
-    return AdminApi(store, jobs, clock, provider_ops=ops)
+    # The clock only moves when a test says so, and the throttle's hash budget refills on it:
+    # a budget no test here exhausts (tests/app/test_throttle.py tests the budget itself).
+    signin = SignInThrottle(clock, SignInPolicy(hashes_per_second=10_000))
+    return AdminApi(store, jobs, clock, provider_ops=ops, signin=signin)
 
 
 @pytest_twisted.async_fixture

@@ -1,6 +1,7 @@
 """The /me routes: a user signs in with HTTP Basic (username and password) and sees, releases
 and cancels their own held jobs, never anyone else's. Failed sign-ins are throttled per
-username. The Print Provider holding the jobs is a fake session (tests/web/conftest.py)."""
+(address, username) pair and per address (pcnet.app.throttle; tests/app/test_throttle.py
+covers it in depth). The Print Provider holding the jobs is a fake session (tests/web/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
 from pcnet.net.line import Operations
-from pcnet.web.api import AdminApi, LoginThrottle, TooManyAttempts
+from pcnet.app.throttle import SignInPolicy, SignInThrottle
+from pcnet.web.api import AdminApi
 
 from ._support import ApiClient
 
@@ -182,7 +184,9 @@ async def test_who_is_refused(client, user, admin_token, ops, session):
     job = await hold(ops, session, "secure")
     await client.post("/users", {"username": "nopass"})
     await client.patch("/users/bob", {"disabled": True})
-    user.api.throttle.limit = 1000   # lock-outs are test_repeated_failures_lock_the_username's
+    # lock-outs are test_repeated_failures_lock_the_pair's
+    user.api.signin = SignInThrottle(user.api.clock, SignInPolicy(user_failures=1000,
+                                                                  hashes_per_second=10_000))
     wrong = "Authorization: wrong username or password, or the user is disabled"
     refused = [
         ({}, None),                                     # no credentials at all
@@ -216,7 +220,9 @@ async def test_who_is_refused(client, user, admin_token, ops, session):
 
 
 @ensureDeferred
-async def test_repeated_failures_lock_the_username(client, user, clock):
+async def test_repeated_failures_lock_the_pair(client, user, clock):
+    """Five failures as one user from one address lock that pair (429 with Retry-After), not
+    the user everywhere: other users from the same address still sign in."""
     await setup(client)
     # a success in between clears the count
     for _ in range(4):
@@ -228,7 +234,7 @@ async def test_repeated_failures_lock_the_username(client, user, clock):
     r = await user.get("/me", headers=basic("ann"))   # even the right password, while locked
     assert r.status == 429 and r.error["code"] == "too_many_attempts"
     assert r.header("retry-after") == "300"
-    assert (await user.get("/me", headers=basic("bob"))).status == 200   # per username
+    assert (await user.get("/me", headers=basic("bob"))).status == 200   # per pair
     clock.advance(299)
     r = await user.get("/me", headers=basic("ann"))
     assert r.status == 429 and r.header("retry-after") == "1"
@@ -263,30 +269,18 @@ async def test_no_password_reaches_the_log(client, user):
     assert "hunter2" not in text and PASSWORDS["bob"] not in text
 
 
-def test_throttle_counts_sign_ins_under_way_and_forgets_idle_names():
-    clock = Clock()
-    throttle = LoginThrottle(clock, limit=3, window=60, lockout=30, max_names=4)
-    keys = [throttle.begin("ann") for _ in range(3)]     # three guesses checked in parallel
-    with pytest.raises(TooManyAttempts) as refused:
-        throttle.begin("ann")
-    assert refused.value.retry_after == 1
-    throttle.abandoned(keys[0])                          # the store failed: not counted
-    assert throttle.failed(keys[1]) is False
-    assert throttle.failed(keys[2]) is False
-    assert throttle.failed(throttle.begin("ann")) is True
-    with pytest.raises(TooManyAttempts) as refused:
-        throttle.begin("ann")
-    assert refused.value.retry_after == 30
-    throttle.succeeded(throttle.begin("bob"))
-    assert "bob" not in throttle._names                  # nothing kept for a clean sign-in
-    for name in ("c", "d", "e"):
-        throttle.failed(throttle.begin(name))
-    assert len(throttle._names) == 4
-    throttle.failed(throttle.begin("f"))                 # full: the oldest unlocked record goes
-    assert set(throttle._names) == {"ann", "d", "e", "f"}
-    clock.advance(61)
-    throttle.failed(throttle.begin("g"))                 # stale records go first
-    assert set(throttle._names) == {"g"}
+@ensureDeferred
+async def test_the_api_shares_the_servers_throttle_and_counts_by_client_address(client, user):
+    """The API uses the throttle it is given (the server's one, shared with every way in),
+    keyed by the client's address (StubTreq's is 127.0.0.1)."""
+    await setup(client)
+    shared = SignInThrottle(user.api.clock, SignInPolicy(hashes_per_second=10_000))
+    user.api.signin = shared
+    for _ in range(5):
+        assert (await user.get("/me", headers=basic("ann", "guess"))).status == 401
+    r = await user.get("/me", headers=basic("ann"))
+    assert r.status == 429 and r.header("retry-after") == "300"
+    assert ("127.0.0.1", "ann") in shared._pairs and shared.hashes == 5
 
 
 # --- administrators are unaffected; the document covers the routes ------------------------------
