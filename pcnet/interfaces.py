@@ -15,6 +15,12 @@ class IStore(Interface):
     `pcnet.errors.NotFound` for a missing id, `Conflict` for a duplicate unique name, and
     `InsufficientFunds` when a guarded ledger entry would take a restricted account below its
     overdraft limit. Money is Decimal here and integer minor units in the tables.
+
+    Administrative write methods take `audit`: an `AuditEntry` (pcnet.domain.model), or a
+    function of the method's result returning one (or None), written to the audit log in the
+    same database transaction as the write, so a change is never made without its audit row
+    nor recorded without having been made. The service layer (pcnet.app.services) is the only
+    caller of the write methods; nothing updates or deletes the audit log.
     """
 
     engine = Attribute("'sqlite' or 'postgres'")
@@ -31,7 +37,7 @@ class IStore(Interface):
     # --- users and groups -------------------------------------------------------------
     def create_user(username, *, full_name="", email="", department="", office="",
                     card_numbers=(), password_hash=None, pin_hash=None, admin=False,
-                    initial_balance=None, restricted=True, overdraft=None):
+                    initial_balance=None, restricted=True, overdraft=None, audit=None):
         """Create a user and its personal account (with an INITIAL transaction when
         initial_balance is given). Returns the User. Conflict if the username exists or a card
         number is taken."""
@@ -48,11 +54,11 @@ class IStore(Interface):
     def list_users(offset=0, limit=100, search=None):
         """(list[User], total) ordered by username; search matches username/full name/email."""
 
-    def update_user(user_id, **fields):
+    def update_user(user_id, *, audit=None, **fields):
         """Change any of: full_name, email, department, office, card_numbers, password_hash,
         pin_hash, disabled, admin. Returns the User."""
 
-    def create_group(name, description=""):
+    def create_group(name, description="", *, audit=None):
         """Returns the Group; Conflict on a duplicate name."""
 
     def get_group(group_id):
@@ -64,10 +70,10 @@ class IStore(Interface):
     def list_groups():
         """list[Group] ordered by name."""
 
-    def add_group_member(group_id, user_id):
+    def add_group_member(group_id, user_id, *, audit=None):
         """Idempotent."""
 
-    def remove_group_member(group_id, user_id):
+    def remove_group_member(group_id, user_id, *, audit=None):
         """Idempotent."""
 
     def group_members(group_id):
@@ -78,7 +84,7 @@ class IStore(Interface):
 
     # --- accounts and ledger ---------------------------------------------------------
     def create_shared_account(name, *, parent_id=None, pin_hash=None, restricted=False,
-                              overdraft=None, comment="", initial_balance=None):
+                              overdraft=None, comment="", initial_balance=None, audit=None):
         """Returns the Account; Conflict on a duplicate name."""
 
     def get_account(account_id):
@@ -90,13 +96,13 @@ class IStore(Interface):
     def list_accounts(kind=None, offset=0, limit=100):
         """(list[Account], total) ordered by name."""
 
-    def update_account(account_id, **fields):
+    def update_account(account_id, *, audit=None, **fields):
         """Change any of: name, restricted, overdraft, pin_hash, parent_id, disabled, comment."""
 
-    def grant_account_access(account_id, *, user_id=None, group_id=None):
+    def grant_account_access(account_id, *, user_id=None, group_id=None, audit=None):
         """Let a user or a group's members charge a shared account. Idempotent."""
 
-    def revoke_account_access(account_id, *, user_id=None, group_id=None):
+    def revoke_account_access(account_id, *, user_id=None, group_id=None, audit=None):
         """Idempotent."""
 
     def account_access(account_id):
@@ -106,13 +112,13 @@ class IStore(Interface):
         """True if the account is the user's personal one, or a shared account granted to the
         user directly or through a group."""
 
-    def apply_ledger_entry(entry, *, guard=False):
+    def apply_ledger_entry(entry, *, guard=False, audit=None):
         """Apply a LedgerEntry in one database transaction: insert the transaction row with
         balance_after and move the account balance. A uuid that already exists is a no-op that
         returns the existing Transaction. With guard=True a charge that would take a restricted
         account below -overdraft raises InsufficientFunds and changes nothing."""
 
-    def set_balance(account_id, balance, *, uuid, comment="", origin="app"):
+    def set_balance(account_id, balance, *, uuid, comment="", origin="app", audit=None):
         """Set the balance to an exact figure, recorded as a SET transaction of the delta
         (computed inside the database transaction)."""
 
@@ -121,7 +127,8 @@ class IStore(Interface):
 
     # --- printers ----------------------------------------------------------------------
     def create_printer(name, *, server="", queue="", location="", cost_model=None,
-                       filters=None, hold_mode=None, failure_mode=None, pdl=""):
+                       filters=None, hold_mode=None, failure_mode=None, pdl="", disabled=False,
+                       audit=None):
         """Returns the Printer; Conflict on a duplicate name."""
 
     def get_printer(printer_id):
@@ -136,7 +143,7 @@ class IStore(Interface):
     def list_printers():
         """list[Printer] ordered by name."""
 
-    def update_printer(printer_id, **fields):
+    def update_printer(printer_id, *, audit=None, **fields):
         """Change any of: name (the id and history stay), server, queue, location, cost_model,
         filters, hold_mode, failure_mode, pdl, disabled. Returns the Printer."""
 
@@ -147,9 +154,12 @@ class IStore(Interface):
         (JobRecord, Transaction|None) and charges nothing. InsufficientFunds (guarded) writes
         nothing. Returns (JobRecord, Transaction | None)."""
 
-    def update_job_status(job_uuid, status, *, reason="", charge=None, guard=True):
+    def update_job_status(job_uuid, status, *, reason="", charge=None, guard=True, by="",
+                          audit=None):
         """Move a job (e.g. held -> printed, with its charge; held -> cancelled/expired) in one
-        transaction. Returns (JobRecord, Transaction | None). Moving a job to the status it
+        transaction. Returns (JobRecord, Transaction | None). `by` (an actor's label) is kept
+        as the job's `released_by` when it is released (cleared when it goes back on hold) and
+        as its `cancelled_by` when it is cancelled or expires. Moving a job to the status it
         has is a no-op returning the stored job and charge (a replay); moving a printed,
         denied, cancelled or expired job anywhere else is a Conflict. A refused guarded charge
         (InsufficientFunds) changes nothing."""
@@ -161,7 +171,11 @@ class IStore(Interface):
         or denied one. Returns (JobRecord, Transaction | None)."""
 
     def get_job(job_uuid):
-        """JobRecord by uuid (NotFound)."""
+        """JobRecord by uuid (NotFound), with `released_by`, `cancelled_by` and the printer's
+        current name (`printer_name`)."""
+
+    def get_job_by_id(job_id):
+        """JobRecord by its integer id (NotFound), as `get_job`."""
 
     def list_jobs(offset=0, limit=100, *, user_id=None, printer_id=None, account_id=None,
                   status=None, since=None, until=None, problem=None):
@@ -173,16 +187,16 @@ class IStore(Interface):
         count exists at or after `since`."""
 
     # --- quotas ---------------------------------------------------------------------------
-    def create_quota(group_id, amount, period, *, cap=None, next_due_at):
+    def create_quota(group_id, amount, period, *, cap=None, next_due_at, audit=None):
         """Returns the Quota."""
 
     def list_quotas():
         """list[Quota]."""
 
-    def update_quota(quota_id, **fields):
+    def update_quota(quota_id, *, audit=None, **fields):
         """Change any of: amount, period, cap, next_due_at."""
 
-    def delete_quota(quota_id):
+    def delete_quota(quota_id, *, audit=None):
         """Remove a quota schedule (its past allocations stay in the ledger)."""
 
     def due_quotas(now):
@@ -192,7 +206,7 @@ class IStore(Interface):
         """Record a run of the schedule."""
 
     # --- API tokens -----------------------------------------------------------------------
-    def create_api_token(name, token_hash, *, user_id=None):
+    def create_api_token(name, token_hash, *, user_id=None, audit=None):
         """Store a token's hash (never the token). Returns the ApiToken."""
 
     def find_api_token(token_hash):
@@ -201,7 +215,7 @@ class IStore(Interface):
     def list_api_tokens():
         """list[ApiToken]."""
 
-    def revoke_api_token(token_id):
+    def revoke_api_token(token_id, *, audit=None):
         """Delete a token."""
 
     # --- printer history -------------------------------------------------------------------
@@ -219,7 +233,7 @@ class IStore(Interface):
         records (or re-records) the node and is spent; an unknown name without one is rejected
         and recorded nowhere; a refused hello changes nothing."""
 
-    def create_node_invitation(name, role, code_hash, expires_at, *, approve):
+    def create_node_invitation(name, role, code_hash, expires_at, *, approve, audit=None):
         """Store an invitation to enrol `name` as `role`: the digest of its one-time code (never
         the code), until when it is valid, and whether enrolling approves the node at once.
         Replaces the name's earlier invitation; Conflict if the name is a node of another role.
@@ -228,7 +242,7 @@ class IStore(Interface):
     def list_node_invitations():
         """list[NodeInvitation] ordered by name, the expired ones included."""
 
-    def delete_node_invitation(name):
+    def delete_node_invitation(name, *, audit=None):
         """Withdraw a name's invitation (NotFound)."""
 
     def get_node(name):
@@ -237,11 +251,11 @@ class IStore(Interface):
     def list_nodes():
         """list[pcnet.store.Node] ordered by name."""
 
-    def set_node_status(name, status):
+    def set_node_status(name, status, *, audit=None):
         """Approve, reject or suspend (pending) a node; approving stamps approved_at. Returns
         the Node (NotFound)."""
 
-    def delete_node(name):
+    def delete_node(name, *, audit=None):
         """Forget a node, freeing its name for a new enrolment (NotFound)."""
     # --- journal entries quarantined by Print Providers ------------------------------------
     def report_quarantined(node, key, *, kind, job_uuid="", error_code, error_message, record,
@@ -256,14 +270,31 @@ class IStore(Interface):
     def list_quarantined(offset=0, limit=100, *, node=None, state=None):
         """(list[QuarantinedEntry], total), newest report first."""
 
-    def set_quarantined_state(entry_id, state):
+    def set_quarantined_state(entry_id, state, *, audit=None):
         """Move a quarantined entry to another state (e.g. "retrying"). Returns it (NotFound)."""
+
+    # --- the Site Server's offline policy (one record, replicated) -------------------------
+    def get_offline_policy():
+        """The `SiteOfflinePolicy` (pcnet.domain.model)."""
+
+    def set_offline_policy(policy, *, audit=None):
+        """Replace the offline policy with `policy` (a SiteOfflinePolicy); returns it as stored.
+        NotFound for an unknown account or user id; InvalidInput when `offline_account_id`
+        is not a shared account."""
+
+    # --- the audit log (append-only: written by the `audit` of the write methods) -----------
+    def list_audit(offset=0, limit=100, *, actor=None, actor_kind=None, action=None,
+                   object_kind=None, object_id=None, since=None, until=None):
+        """(list[AuditEntry], total), newest first, filtered: `actor` the exact actor
+        ("token:3"), `actor_kind` its kind ("token", "cli", ...), `action` ("user.update"),
+        `object_kind` and `object_id`; `since` inclusive, `until` exclusive."""
 
     # --- change feed (for Site Server replicas) -------------------------------------------
     def changes_since(seq, limit=1000):
         """list[pcnet.store.Change], oldest first, at most `limit`: every row of a replicated
         table (users, cards, groups, group_members, accounts with balances,
-        account_user_access, account_group_access, printers, quotas, and held jobs) inserted,
+        account_user_access, account_group_access, printers, quotas, the offline policy, and
+        held jobs) inserted,
         updated or deleted after sequence number `seq`. A row changed several times appears
         once, at its latest state; a deleted row comes with `record` None. Pass the last
         `seq` you applied to continue; `changes_since(0)` is a full snapshot. Never skips a

@@ -72,6 +72,21 @@ class OfflinePolicy(str, enum.Enum):
     CHARGE_AT_LIMITS = "charge-at-limits"  # charge what the rules allow at most, and flag it
 
 
+class OfflineAccountSelection(str, enum.Enum):
+    """Which account a Site Server charges offline when choosing it needs the centre."""
+
+    OFFLINE_ACCOUNT = "offline-account"   # the policy's shared offline account
+    PERSONAL = "personal"                 # the user's personal account
+    CANCEL = "cancel"                     # the job is cancelled
+
+
+class UnknownUsers(str, enum.Enum):
+    """What a Site Server does offline with a user or card it does not know."""
+
+    DENY = "deny"
+    CHARGE_USER = "charge-user"           # charge a named user, to be matched later
+
+
 class QuotaPeriod(str, enum.Enum):
     DAILY = "daily"
     WEEKLY = "weekly"
@@ -140,11 +155,6 @@ class Account:
     pin_hash: str | None = field(default=None, repr=False)
     disabled: bool = False
     comment: str = ""
-
-    def can_afford(self, cost: Decimal) -> bool:
-        from pcnet.domain.ledger import can_charge
-
-        return can_charge(self.balance, cost, restricted=self.restricted, overdraft=self.overdraft)
 
 
 @dataclass(frozen=True)
@@ -278,6 +288,11 @@ class Quota:
     last_applied_at: datetime | None = None
 
 
+#: The paper size assumed when a job does not say (configurable: the server's `[jobs]
+#: paper_size`, the Print Provider's `[analysis] paper_size`).
+DEFAULT_PAPER_SIZE = "A4"
+
+
 @dataclass(frozen=True)
 class JobRequest:
     """A job as analysed, asking for a decision."""
@@ -288,7 +303,7 @@ class JobRequest:
     colour_pages: int = 0           # of those, how many are colour
     duplex: bool = False
     copies: int = 1
-    paper_size: str = "A4"
+    paper_size: str = DEFAULT_PAPER_SIZE
     document_name: str = ""
     account_id: int | None = None   # a shared account chosen by the user; None = personal
     client: str = ""                # the submitting machine
@@ -328,6 +343,13 @@ class JobRecord:
     #: Why an administrator should look at this job ('' for none): an offline job outside the
     #: job limits or the account-access rules. Starts with a `DenyReason` prefix.
     problem: str = ""
+    #: Who released the held job and who cancelled it (or "scheduler" for an expiry), as the
+    #: audit log names actors ("token:3", "user:ann"); '' when nobody did.
+    released_by: str = ""
+    cancelled_by: str = ""
+    #: The printer's name as it is now (the id is what stays): shown with the job, not part of
+    #: it ('' when not read with it), so it takes no part in comparisons.
+    printer_name: str = field(default="", compare=False)
 
     @property
     def total_pages(self) -> int:
@@ -341,6 +363,51 @@ class ApiToken:
     user_id: int | None
     created_at: datetime
     last_used_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SiteOfflinePolicy:
+    """What a Site Server does while its link to the Application Server is down (set
+    centrally, replicated). Not to be confused with `OfflinePolicy`, which settles jobs a Print
+    Provider printed while no server answered.
+
+    - `account_selection`: the account charged when choosing it needs the centre;
+    - `offline_account_id`: the shared account for `OFFLINE_ACCOUNT` (None: not chosen yet, the
+      personal account is charged);
+    - `restricted_credit`: how far below its last known balance a restricted account may go
+      offline (0: not at all);
+    - `unknown_users`, `unknown_user_id`: deny unknown users and cards, or charge this user;
+    - `password_auth_offline`: whether users may sign in with a password offline.
+    """
+
+    account_selection: OfflineAccountSelection = OfflineAccountSelection.OFFLINE_ACCOUNT
+    offline_account_id: int | None = None
+    restricted_credit: Decimal = ZERO
+    unknown_users: UnknownUsers = UnknownUsers.DENY
+    unknown_user_id: int | None = None
+    password_auth_offline: bool = True
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of the audit log: who (`actor`, e.g. "token:3", "cli:root"; `actor_name`), from
+    where (`address`; `detail`: a command line), what (`action` such as "user.update", on
+    `object_kind`/`object_id`/`object_name`) and the values before and after (JSON-able dicts
+    of the fields that changed, without secrets). `id` and `at` are the store's."""
+
+    action: str
+    object_kind: str
+    object_id: str = ""
+    object_name: str = ""
+    before: dict | None = None
+    after: dict | None = None
+    actor: str = ""
+    actor_name: str = ""
+    address: str = ""
+    detail: str = ""
+    at: datetime | None = None
+    id: int | None = None
 
 
 def replace(obj, **changes):

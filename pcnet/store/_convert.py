@@ -20,13 +20,17 @@ from pcnet.domain.model import (
     Filters,
     Group,
     HoldMode,
+    AuditEntry,
     JobRecord,
     JobStatus,
+    OfflineAccountSelection,
     Printer,
     Quota,
     QuotaPeriod,
+    SiteOfflinePolicy,
     Transaction,
     TransactionKind,
+    UnknownUsers,
     User,
 )
 from pcnet.domain.enrolment import NodeInvitation
@@ -190,7 +194,10 @@ def printer_from_row(row) -> Printer:
 JOB_INSERT_COLUMNS = ("uuid, user_id, username, printer_id, account_id, pages, colour_pages,"
                       " duplex, copies, paper_size, document_name, cost, status, reason, client,"
                       " origin, created_at, problem")
-JOB_COLUMNS = "id, " + JOB_INSERT_COLUMNS
+# Read back with who released or cancelled the job and the printer's current name (a job read
+# from what was just inserted has neither yet: `job_from_row` takes the shorter row too).
+JOB_COLUMNS = ("id, " + JOB_INSERT_COLUMNS + ", released_by, cancelled_by,"
+               " (SELECT p.name FROM printers p WHERE p.id = jobs.printer_id)")
 
 
 def job_params(job: JobRecord, now_us: int) -> tuple:
@@ -211,6 +218,9 @@ def job_from_row(row) -> JobRecord:
         copies=row[9], paper_size=row[10], document_name=row[11], cost=from_minor(row[12]),
         status=JobStatus(row[13]), reason=row[14], client=row[15], origin=row[16],
         created_at=from_micros(row[17]), problem=row[18],
+        released_by=row[19] if len(row) > 19 else "",
+        cancelled_by=row[20] if len(row) > 20 else "",
+        printer_name=(row[21] or "") if len(row) > 21 else "",
     )
 
 
@@ -271,3 +281,44 @@ def quarantined_from_row(row) -> QuarantinedEntry:
 
 def printer_name_from_row(row) -> PrinterName:
     return PrinterName(name=row[0], since=from_micros(row[1]), until=from_micros(row[2]))
+
+
+OFFLINE_POLICY_COLUMNS = ("account_selection, offline_account_id, restricted_credit, unknown_users,"
+                          " unknown_user_id, password_auth_offline, updated_at")
+
+
+def offline_policy_from_row(row) -> SiteOfflinePolicy:
+    return SiteOfflinePolicy(
+        account_selection=OfflineAccountSelection(row[0]), offline_account_id=row[1],
+        restricted_credit=from_minor(row[2]), unknown_users=UnknownUsers(row[3]),
+        unknown_user_id=row[4], password_auth_offline=bool(row[5]),
+        updated_at=from_micros(row[6]))
+
+
+def offline_policy_params(policy: SiteOfflinePolicy) -> tuple:
+    """A SiteOfflinePolicy as the column values of OFFLINE_POLICY_COLUMNS but updated_at."""
+    return (enum_value(policy.account_selection), policy.offline_account_id,
+            minor(policy.restricted_credit), enum_value(policy.unknown_users),
+            policy.unknown_user_id, bool(policy.password_auth_offline))
+
+
+AUDIT_COLUMNS = ("id, at, actor, actor_name, address, detail, action, object_kind, object_id,"
+                 " object_name, before, after")
+
+
+def audit_params(entry: AuditEntry) -> tuple:
+    """An AuditEntry as the column values of AUDIT_COLUMNS but id and at."""
+    def dumps(values):
+        return None if values is None else json.dumps(values, sort_keys=True, default=str)
+
+    return (entry.actor, entry.actor_name, entry.address, entry.detail, entry.action,
+            entry.object_kind, str(entry.object_id if entry.object_id is not None else ""),
+            entry.object_name or "", dumps(entry.before), dumps(entry.after))
+
+
+def audit_from_row(row) -> AuditEntry:
+    return AuditEntry(
+        id=row[0], at=from_micros(row[1]), actor=row[2], actor_name=row[3], address=row[4],
+        detail=row[5], action=row[6], object_kind=row[7], object_id=row[8], object_name=row[9],
+        before=None if row[10] is None else json.loads(row[10]),
+        after=None if row[11] is None else json.loads(row[11]))

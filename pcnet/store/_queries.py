@@ -19,11 +19,13 @@ from pcnet.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
 from pcnet.money import format_money, from_minor
 from pcnet.store._convert import (
     ACCOUNT_COLUMNS,
+    AUDIT_COLUMNS,
     GROUP_COLUMNS,
     INVITATION_COLUMNS,
     JOB_COLUMNS,
     JOB_INSERT_COLUMNS,
     NODE_COLUMNS,
+    OFFLINE_POLICY_COLUMNS,
     PRINTER_COLUMNS,
     QUARANTINE_COLUMNS,
     QUOTA_COLUMNS,
@@ -32,11 +34,14 @@ from pcnet.store._convert import (
     USER_COLUMNS,
     USER_FROM,
     account_from_row,
+    audit_from_row,
+    audit_params,
     from_micros,
     group_from_row,
     invitation_from_row,
     job_from_row,
     node_from_row,
+    offline_policy_from_row,
     printer_from_row,
     printer_name_from_row,
     quarantined_from_row,
@@ -54,9 +59,12 @@ def _placeholders(n: int) -> str:
     return ", ".join(["%s"] * n)
 
 
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _like(term: str) -> str:
-    escaped = term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return f"%{_escape_like(term.lower())}%"
 
 
 def insufficient_funds(account_id: int, balance: int, overdraft: int, amount: int) -> InsufficientFunds:
@@ -537,10 +545,12 @@ async def create_printer(txn, now, name, columns):
     await _check_printer_free(txn, None, name, columns["server"], columns["queue"])
     await txn.execute(
         "INSERT INTO printers (name, server, queue, location, cost_model, filters, hold_mode,"
-        " failure_mode, pdl, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " failure_mode, pdl, disabled, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         f" RETURNING {PRINTER_COLUMNS}",
         (name, columns["server"], columns["queue"], columns["location"], columns["cost_model"],
-         columns["filters"], columns["hold_mode"], columns["failure_mode"], columns["pdl"], now))
+         columns["filters"], columns["hold_mode"], columns["failure_mode"], columns["pdl"],
+         bool(columns.get("disabled", False)), now))
     printer = printer_from_row(txn.fetchone())
     await txn.execute("INSERT INTO printer_names (printer_id, name, valid_from) VALUES (%s, %s, %s)",
                       (printer.id, name, now))
@@ -653,7 +663,12 @@ async def record_job(txn, job, charge, guard):
     return job_from_row((txn.fetchone()[0],) + tuple(job)), t
 
 
-async def update_job_status(txn, now, uuid, status, reason, charge, guard):
+#: The column that records who moved a job to a status (a job back on hold was not released).
+_ACTOR_COLUMN = {"released": "released_by", "held": "released_by", "cancelled": "cancelled_by",
+                 "expired": "cancelled_by"}
+
+
+async def update_job_status(txn, now, uuid, status, reason, charge, guard, by=""):
     job, current_charge, charge_id = await _job_and_charge(txn, uuid, lock=True)
     if job is None:
         raise NotFound(f"job {uuid} does not exist")
@@ -665,8 +680,11 @@ async def update_job_status(txn, now, uuid, status, reason, charge, guard):
     t = None
     if charge is not None:
         t, _ = await apply_entry(txn, charge, guard)
+    actor = _ACTOR_COLUMN.get(status)
     await txn.execute("UPDATE jobs SET status = %s, reason = %s, charge_txn_id = %s, updated_at = %s"
-                      " WHERE id = %s", (status, reason, t.id if t else charge_id, now, job.id))
+                      + (f", {actor} = %s" if actor else "") + " WHERE id = %s",
+                      (status, reason, t.id if t else charge_id, now)
+                      + ((by if status != "held" else "",) if actor else ()) + (job.id,))
     job, current_charge, _ = await _job_and_charge(txn, uuid)
     return job, t if t is not None else current_charge
 
@@ -700,18 +718,32 @@ async def get_job(txn, uuid):
     return job_from_row(row)
 
 
-async def list_jobs(txn, offset, limit, filters):
+async def get_job_by_id(txn, job_id):
+    row = await _one(txn, f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,),
+                     f"job {job_id} does not exist")
+    return job_from_row(row)
+
+
+def _where(filters: dict, columns, time_column: str) -> tuple[list[str], list]:
+    """Conditions (and their parameters) for the `filters` that are set: each of `columns`
+    equal to its value, and `since` (inclusive) / `until` (exclusive) on `time_column`."""
     conditions, params = [], []
-    for column in ("user_id", "printer_id", "account_id", "status"):
+    for column in columns:
         if filters.get(column) is not None:
             conditions.append(f"{column} = %s")
             params.append(filters[column])
     if filters.get("since") is not None:
-        conditions.append("created_at >= %s")
+        conditions.append(f"{time_column} >= %s")
         params.append(filters["since"])
     if filters.get("until") is not None:
-        conditions.append("created_at < %s")
+        conditions.append(f"{time_column} < %s")
         params.append(filters["until"])
+    return conditions, params
+
+
+async def list_jobs(txn, offset, limit, filters):
+    conditions, params = _where(filters, ("user_id", "printer_id", "account_id", "status"),
+                                "created_at")
     if filters.get("problem") is not None:
         # The same expression as the jobs_problem partial index, so that index serves it.
         conditions.append("problem <> ''" if filters["problem"] else "problem = ''")
@@ -1059,6 +1091,11 @@ async def changes_since(txn, seq, limit):
         for x, y, s in txn.fetchall():
             changes.append(Change(s, table, (x, y), {a: x, b: y}))
 
+    await txn.execute(f"SELECT {OFFLINE_POLICY_COLUMNS}, change_seq FROM offline_policy"
+                      " WHERE change_seq > %s", (seq,))
+    for row in txn.fetchall():
+        changes.append(Change(row[-1], "offline_policy", 1, offline_policy_from_row(row[:-1])))
+
     await txn.execute(f"SELECT {JOB_COLUMNS}, change_seq FROM jobs WHERE change_seq > %s"
                       " ORDER BY change_seq LIMIT %s", (seq, limit))
     for row in txn.fetchall():
@@ -1088,3 +1125,59 @@ async def last_change_seq(txn):
 
 
 last_change_seq.reads_change_feed = True
+
+
+# --- the Site Server's offline policy ------------------------------------------------------------
+
+async def get_offline_policy(txn):
+    row = await _one(txn, f"SELECT {OFFLINE_POLICY_COLUMNS} FROM offline_policy WHERE id = 1", (),
+                     "the offline policy is missing (run the migrations)")
+    return offline_policy_from_row(row)
+
+
+async def set_offline_policy(txn, now, params):
+    selection, account_id, credit, unknown, unknown_user_id, password_auth = params
+    if account_id is not None:
+        await txn.execute("SELECT kind FROM accounts WHERE id = %s", (account_id,))
+        row = txn.fetchone()
+        if row is None:
+            raise NotFound(f"account {account_id} does not exist")
+        if row[0] != "shared":
+            raise InvalidInput(f"offline_account: account {account_id} is not a shared account",
+                               field="offline_account")
+    if unknown_user_id is not None:
+        await _require(txn, "users", "user", unknown_user_id)
+    await txn.execute(
+        "UPDATE offline_policy SET account_selection = %s, offline_account_id = %s,"
+        " restricted_credit = %s, unknown_users = %s, unknown_user_id = %s,"
+        " password_auth_offline = %s, updated_at = %s WHERE id = 1",
+        (selection, account_id, credit, unknown, unknown_user_id, bool(password_auth), now))
+    return await get_offline_policy(txn)
+
+
+# --- the audit log ------------------------------------------------------------------------------
+
+async def insert_audit(txn, now, params):
+    await txn.execute(
+        f"INSERT INTO audit_log ({AUDIT_COLUMNS.replace('id, ', '', 1)})"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", (now,) + tuple(params))
+
+
+async def audited(txn, fn, make_entry, now, *args):
+    """Run the write `fn(txn, *args)` and record its audit row in the same transaction:
+    `make_entry` is an AuditEntry, or a function of `fn`'s result returning one (or None)."""
+    result = await fn(txn, *args)
+    entry = make_entry(result) if callable(make_entry) else make_entry
+    if entry is not None:
+        await insert_audit(txn, now, audit_params(entry))
+    return result
+
+
+async def list_audit(txn, offset, limit, filters):
+    conditions, params = _where(filters, ("actor", "object_kind", "object_id", "action"), "at")
+    if filters.get("actor_kind") is not None:
+        # The kind is the part of the actor before ':' ("token:3" -> token; "scheduler").
+        conditions.append("(actor = %s OR actor LIKE %s ESCAPE '\\')")
+        params += [filters["actor_kind"], _escape_like(filters["actor_kind"]) + ":%"]
+    return await _filtered_page(txn, AUDIT_COLUMNS, "audit_log", conditions, params,
+                                "id DESC", offset, limit, audit_from_row)

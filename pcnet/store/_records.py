@@ -73,7 +73,7 @@ class Change:
 
     `table` names the replicated table, `key` the row's identity in it (an int id, a card
     number, a job uuid, or a tuple for link tables), `record` the row as it is now: a domain
-    record (User, Group, Account, Printer, Quota, JobRecord) or a dict for link tables
+    record (User, Group, Account, Printer, Quota, JobRecord, SiteOfflinePolicy) or a dict for link tables
     (cards, group_members, account_user_access, account_group_access); None when the row was
     deleted.
     """

@@ -23,6 +23,7 @@ from pcnet.store import _queries as q
 from pcnet.store._convert import (
     cost_model_json,
     entry_params,
+    offline_policy_params,
     enum_value,
     filters_json,
     job_params,
@@ -119,8 +120,12 @@ class Store:
     def _now(self) -> int:
         return seconds_to_micros(self._clock.seconds())
 
-    def _run(self, fn, *args):
-        return maybeDeferred(self._engine.run, fn, *args)
+    def _run(self, fn, *args, audit=None):
+        """Run the write `fn` in one transaction; with `audit` (an AuditEntry, or a function
+        of the result returning one), its audit row is written in the same transaction."""
+        if audit is None:
+            return maybeDeferred(self._engine.run, fn, *args)
+        return maybeDeferred(self._engine.run, q.audited, fn, audit, self._now(), *args)
 
     def _read(self, fn, *args):
         return maybeDeferred(self._engine.run, fn, *args, readonly=True)
@@ -140,13 +145,13 @@ class Store:
     @_deferred
     async def create_user(self, username, *, full_name="", email="", department="", office="",
                           card_numbers=(), password_hash=None, pin_hash=None, admin=False,
-                          initial_balance=None, restricted=True, overdraft=None):
+                          initial_balance=None, restricted=True, overdraft=None, audit=None):
         fields = dict(full_name=full_name, email=email, department=department, office=office,
                       card_numbers=card_numbers, password_hash=password_hash, pin_hash=pin_hash,
                       admin=admin)
         return await self._run(q.create_user, self._now(), username, fields,
                                minor(initial_balance), str(uuidlib.uuid4()), restricted,
-                               minor(overdraft) or 0)
+                               minor(overdraft) or 0, audit=audit)
 
     def get_user(self, user_id):
         return self._read(q.get_user, user_id)
@@ -161,11 +166,11 @@ class Store:
     async def list_users(self, offset=0, limit=100, search=None):
         return await self._read(q.list_users, *_page(offset, limit), search)
 
-    def update_user(self, user_id, **fields):
-        return self._run(q.update_user, user_id, fields)
+    def update_user(self, user_id, *, audit=None, **fields):
+        return self._run(q.update_user, user_id, fields, audit=audit)
 
-    def create_group(self, name, description=""):
-        return self._run(q.create_group, self._now(), name, description)
+    def create_group(self, name, description="", *, audit=None):
+        return self._run(q.create_group, self._now(), name, description, audit=audit)
 
     def get_group(self, group_id):
         return self._read(q.get_group, group_id)
@@ -176,11 +181,11 @@ class Store:
     def list_groups(self):
         return self._read(q.list_groups)
 
-    def add_group_member(self, group_id, user_id):
-        return self._run(q.add_group_member, group_id, user_id)
+    def add_group_member(self, group_id, user_id, *, audit=None):
+        return self._run(q.add_group_member, group_id, user_id, audit=audit)
 
-    def remove_group_member(self, group_id, user_id):
-        return self._run(q.remove_group_member, group_id, user_id)
+    def remove_group_member(self, group_id, user_id, *, audit=None):
+        return self._run(q.remove_group_member, group_id, user_id, audit=audit)
 
     def group_members(self, group_id):
         return self._read(q.group_members, group_id)
@@ -192,11 +197,11 @@ class Store:
 
     @_deferred
     async def create_shared_account(self, name, *, parent_id=None, pin_hash=None, restricted=False,
-                                    overdraft=None, comment="", initial_balance=None):
+                                    overdraft=None, comment="", initial_balance=None, audit=None):
         fields = dict(parent_id=parent_id, pin_hash=pin_hash, restricted=restricted,
                       overdraft=minor(overdraft) or 0, comment=comment)
         return await self._run(q.create_shared_account, self._now(), name, fields,
-                               minor(initial_balance), str(uuidlib.uuid4()))
+                               minor(initial_balance), str(uuidlib.uuid4()), audit=audit)
 
     def get_account(self, account_id):
         return self._read(q.get_account, account_id)
@@ -210,16 +215,16 @@ class Store:
         return await self._read(q.list_accounts, kind, *_page(offset, limit))
 
     @_deferred
-    async def update_account(self, account_id, **fields):
+    async def update_account(self, account_id, *, audit=None, **fields):
         if "overdraft" in fields:
             fields["overdraft"] = minor(fields["overdraft"]) or 0
-        return await self._run(q.update_account, account_id, fields)
+        return await self._run(q.update_account, account_id, fields, audit=audit)
 
-    def grant_account_access(self, account_id, *, user_id=None, group_id=None):
-        return self._run(q.grant_account_access, account_id, user_id, group_id)
+    def grant_account_access(self, account_id, *, user_id=None, group_id=None, audit=None):
+        return self._run(q.grant_account_access, account_id, user_id, group_id, audit=audit)
 
-    def revoke_account_access(self, account_id, *, user_id=None, group_id=None):
-        return self._run(q.revoke_account_access, account_id, user_id, group_id)
+    def revoke_account_access(self, account_id, *, user_id=None, group_id=None, audit=None):
+        return self._run(q.revoke_account_access, account_id, user_id, group_id, audit=audit)
 
     def account_access(self, account_id):
         return self._read(q.account_access, account_id)
@@ -228,13 +233,15 @@ class Store:
         return self._read(q.user_can_use_account, user_id, account_id)
 
     @_deferred
-    async def apply_ledger_entry(self, entry, *, guard=False):
-        return await self._run(q.apply_ledger_entry, entry_params(entry, self._now()), guard)
+    async def apply_ledger_entry(self, entry, *, guard=False, audit=None):
+        return await self._run(q.apply_ledger_entry, entry_params(entry, self._now()), guard,
+                               audit=audit)
 
     @_deferred
-    async def set_balance(self, account_id, balance, *, uuid, comment="", origin="app"):
+    async def set_balance(self, account_id, balance, *, uuid, comment="", origin="app",
+                          audit=None):
         return await self._run(q.set_balance, account_id, minor(balance), uuid, comment, origin,
-                               self._now())
+                               self._now(), audit=audit)
 
     @_deferred
     async def list_transactions(self, account_id, offset=0, limit=100):
@@ -244,11 +251,13 @@ class Store:
 
     @_deferred
     async def create_printer(self, name, *, server="", queue="", location="", cost_model=None,
-                             filters=None, hold_mode=None, failure_mode=None, pdl=""):
+                             filters=None, hold_mode=None, failure_mode=None, pdl="",
+                             disabled=False, audit=None):
         columns = _printer_columns(dict(
             server=server, queue=queue, location=location, cost_model=cost_model,
-            filters=filters, hold_mode=hold_mode, failure_mode=failure_mode, pdl=pdl))
-        return await self._run(q.create_printer, self._now(), name, columns)
+            filters=filters, hold_mode=hold_mode, failure_mode=failure_mode, pdl=pdl,
+            disabled=bool(disabled)))
+        return await self._run(q.create_printer, self._now(), name, columns, audit=audit)
 
     def get_printer(self, printer_id):
         return self._read(q.get_printer, printer_id)
@@ -263,8 +272,9 @@ class Store:
         return self._read(q.list_printers)
 
     @_deferred
-    async def update_printer(self, printer_id, **fields):
-        return await self._run(q.update_printer, self._now(), printer_id, _printer_columns(fields))
+    async def update_printer(self, printer_id, *, audit=None, **fields):
+        return await self._run(q.update_printer, self._now(), printer_id, _printer_columns(fields),
+                               audit=audit)
 
     def printer_names(self, printer_id):
         return self._read(q.printer_names, printer_id)
@@ -278,10 +288,12 @@ class Store:
             job_params(job, now), None if charge is None else entry_params(charge, now), guard)
 
     @_deferred
-    async def update_job_status(self, job_uuid, status, *, reason="", charge=None, guard=True):
+    async def update_job_status(self, job_uuid, status, *, reason="", charge=None, guard=True,
+                                by="", audit=None):
         now = self._now()
         return await self._run(q.update_job_status, now, job_uuid, _choice(JobStatus, status, "status"),
-                               reason, None if charge is None else entry_params(charge, now), guard)
+                               reason, None if charge is None else entry_params(charge, now), guard,
+                               by or "", audit=audit)
 
     @_deferred
     async def mark_job_printed(self, job_uuid, *, printer_id, cost, reason="", charge=None,
@@ -296,6 +308,9 @@ class Store:
 
     def get_job(self, job_uuid):
         return self._read(q.get_job, job_uuid)
+
+    def get_job_by_id(self, job_id):
+        return self._read(q.get_job_by_id, job_id)
 
     @_deferred
     async def list_jobs(self, offset=0, limit=100, *, user_id=None, printer_id=None, account_id=None,
@@ -314,20 +329,20 @@ class Store:
     # --- quotas ----------------------------------------------------------------------------------
 
     @_deferred
-    async def create_quota(self, group_id, amount, period, *, cap=None, next_due_at):
+    async def create_quota(self, group_id, amount, period, *, cap=None, next_due_at, audit=None):
         c = _quota_columns(dict(amount=amount, period=period, cap=cap, next_due_at=next_due_at))
         return await self._run(q.create_quota, group_id, c["amount"], c["period"], c["cap"],
-                               c["next_due_at"])
+                               c["next_due_at"], audit=audit)
 
     def list_quotas(self):
         return self._read(q.list_quotas)
 
     @_deferred
-    async def update_quota(self, quota_id, **fields):
-        return await self._run(q.update_quota, quota_id, _quota_columns(fields))
+    async def update_quota(self, quota_id, *, audit=None, **fields):
+        return await self._run(q.update_quota, quota_id, _quota_columns(fields), audit=audit)
 
-    def delete_quota(self, quota_id):
-        return self._run(q.delete_quota, quota_id)
+    def delete_quota(self, quota_id, *, audit=None):
+        return self._run(q.delete_quota, quota_id, audit=audit)
 
     @_deferred
     async def due_quotas(self, now):
@@ -339,8 +354,8 @@ class Store:
 
     # --- API tokens ------------------------------------------------------------------------------
 
-    def create_api_token(self, name, token_hash, *, user_id=None):
-        return self._run(q.create_api_token, self._now(), name, token_hash, user_id)
+    def create_api_token(self, name, token_hash, *, user_id=None, audit=None):
+        return self._run(q.create_api_token, self._now(), name, token_hash, user_id, audit=audit)
 
     def find_api_token(self, token_hash):
         return self._run(q.find_api_token, self._now(), token_hash)
@@ -348,8 +363,8 @@ class Store:
     def list_api_tokens(self):
         return self._read(q.list_api_tokens)
 
-    def revoke_api_token(self, token_id):
-        return self._run(q.revoke_api_token, token_id)
+    def revoke_api_token(self, token_id, *, audit=None):
+        return self._run(q.revoke_api_token, token_id, audit=audit)
 
     # --- nodes -----------------------------------------------------------------------------------
 
@@ -362,18 +377,20 @@ class Store:
                                bool(auto_approve))
 
     @_deferred
-    async def create_node_invitation(self, name, role, code_hash, expires_at, *, approve):
+    async def create_node_invitation(self, name, role, code_hash, expires_at, *, approve,
+                                     audit=None):
         return await self._run(q.create_node_invitation, self._now(), name, role,
-                               _credential_text(code_hash), micros(expires_at), bool(approve))
+                               _credential_text(code_hash), micros(expires_at), bool(approve),
+                               audit=audit)
 
     def list_node_invitations(self):
         return self._read(q.list_node_invitations)
 
-    def delete_node_invitation(self, name):
-        return self._run(q.delete_node_invitation, name)
+    def delete_node_invitation(self, name, *, audit=None):
+        return self._run(q.delete_node_invitation, name, audit=audit)
 
-    def delete_node(self, name):
-        return self._run(q.delete_node, name)
+    def delete_node(self, name, *, audit=None):
+        return self._run(q.delete_node, name, audit=audit)
 
     def get_node(self, name):
         return self._read(q.get_node, name)
@@ -381,8 +398,8 @@ class Store:
     def list_nodes(self):
         return self._read(q.list_nodes)
 
-    def set_node_status(self, name, status):
-        return self._run(q.set_node_status, self._now(), name, enum_value(status))
+    def set_node_status(self, name, status, *, audit=None):
+        return self._run(q.set_node_status, self._now(), name, enum_value(status), audit=audit)
 
     # --- journal entries quarantined by providers ------------------------------------------------
 
@@ -403,8 +420,29 @@ class Store:
         return await self._read(q.list_quarantined, *_page(offset, limit), node,
                                 None if state is None else enum_value(state))
 
-    def set_quarantined_state(self, entry_id, state):
-        return self._run(q.set_quarantined_state, self._now(), entry_id, enum_value(state))
+    def set_quarantined_state(self, entry_id, state, *, audit=None):
+        return self._run(q.set_quarantined_state, self._now(), entry_id, enum_value(state),
+                         audit=audit)
+
+    # --- the Site Server's offline policy --------------------------------------------------------
+
+    def get_offline_policy(self):
+        return self._read(q.get_offline_policy)
+
+    @_deferred
+    async def set_offline_policy(self, policy, *, audit=None):
+        return await self._run(q.set_offline_policy, self._now(), offline_policy_params(policy),
+                               audit=audit)
+
+    # --- the audit log ---------------------------------------------------------------------------
+
+    @_deferred
+    async def list_audit(self, offset=0, limit=100, *, actor=None, actor_kind=None, action=None,
+                         object_kind=None, object_id=None, since=None, until=None):
+        filters = dict(actor=actor, actor_kind=actor_kind, action=action, object_kind=object_kind,
+                       object_id=None if object_id is None else str(object_id),
+                       since=micros(since), until=micros(until))
+        return await self._read(q.list_audit, *_page(offset, limit), filters)
 
     # --- the change feed -------------------------------------------------------------------------
 
