@@ -1,8 +1,13 @@
 """What the `pcnet` console command does: initialise a data directory, import users and
 printers from CSV, create API tokens, enrol and approve nodes.
 
-Each command is a coroutine run once on a reactor by `run`. Secrets made here (the first
+Each command is a coroutine run once on a reactor by `run`. It writes through the service
+layer (`pcnet.app.services`) as `cli:<os user>` with its command line, so the same rules apply
+as through the API and every change is in the audit log. Secrets made here (the first
 administrator's password, API tokens) are printed once to stdout and stored only as hashes.
+
+A command writes to the database directly: a running server learns of the change from the
+database (its change watcher), not from this process.
 """
 
 from __future__ import annotations
@@ -19,11 +24,9 @@ from twisted.internet import defer, task
 
 from pcnet import config as configlib
 from pcnet._files import private_directory, write_durably
-from pcnet.domain.decision import valid_pattern
-from pcnet.domain.enrolment import DEFAULT_CODE_HOURS, MAX_CODE_HOURS, NODE_NAME_HINT, NODE_NAME_PATTERN
-from pcnet.domain.model import CostModel, FailureMode, Filters, HoldMode
-from pcnet.domain.secrets import hash_secret, hash_token, new_token
-from pcnet.errors import ConfigError, InvalidInput, NotFound, PcnetError
+from pcnet.domain.enrolment import DEFAULT_CODE_HOURS
+from pcnet.domain.secrets import new_token
+from pcnet.errors import ConfigError, InvalidInput, PcnetError
 from pcnet.money import parse_money
 from pcnet.store import password_of, redact_url
 
@@ -55,6 +58,19 @@ async def _open_started_store(reactor, cfg):
     store = open_store(cfg.database_url, reactor=reactor, pool_size=min(cfg["database"]["pool_size"], 2))
     await store.start()
     return store
+
+
+def _services(store, reactor, cfg=None):
+    from pcnet.app.services import Services, ServiceSettings
+
+    return Services(store, reactor, settings=ServiceSettings.from_config(cfg) if cfg else None)
+
+
+def _actor(args):
+    """The `pcnet` command's actor: `cli:<os user>`, with its command line."""
+    from pcnet.app.services import Actor
+
+    return Actor.for_cli(getattr(args, "command_line", None))
 
 
 def default_hosts() -> list[str]:
@@ -92,10 +108,12 @@ async def init(reactor, args) -> int:
 
     store = await _open_started_store(reactor, cfg)
     try:
-        password, token = new_token()[:20], new_token()
-        user = await store.create_user(args.admin, full_name="Administrator", admin=True,
-                                       password_hash=hash_secret(password), restricted=False)
-        await store.create_api_token(f"{args.admin} (created by pcnet init)", hash_token(token), user_id=user.id)
+        services, actor = _services(store, reactor, cfg), _actor(args)
+        password = new_token()[:20]
+        user = await services.users.create(actor, args.admin, full_name="Administrator",
+                                           admin=True, password=password, restricted=False)
+        token, _ = await services.tokens.create(actor, f"{args.admin} (created by pcnet init)",
+                                                user=user.id)
     finally:
         await store.stop()
     # 0600: the file may hold the database password.
@@ -161,11 +179,12 @@ USER_COLUMNS = {"username", "full_name", "email", "department", "office", "card_
 async def _import_rows(reactor, args, columns, required, import_row) -> int:
     cfg = configlib.load(args.config)
     store = await _open_started_store(reactor, cfg)
+    services, actor = _services(store, reactor, cfg), _actor(args)
     created = updated = failed = 0
     try:
         for line, row in _read_csv(args.csv, columns, required):
             try:
-                if await import_row(store, row):
+                if await import_row(services, actor, row):
                     created += 1
                 else:
                     updated += 1
@@ -178,46 +197,23 @@ async def _import_rows(reactor, args, columns, required, import_row) -> int:
     return 1 if failed else 0
 
 
-async def _import_user(store, row) -> bool:
-    username = row.get("username", "")
-    if not username:
-        raise InvalidInput("username: required")
+def _money(row, column):
+    return parse_money(row[column], column) if row.get(column) else None
+
+
+async def _import_user(services, actor, row) -> bool:
+    """One users CSV row as `UserService.upsert` takes it (the service checks every value)."""
     fields = {k: row[k] for k in ("full_name", "email", "department", "office") if row.get(k)}
     if row.get("card_numbers"):
         fields["card_numbers"] = tuple(_list(row["card_numbers"]))
-    if row.get("password"):
-        fields["password_hash"] = hash_secret(row["password"])
-    if row.get("pin"):
-        fields["pin_hash"] = hash_secret(row["pin"])
-    restricted = _bool(row["restricted"], "restricted") if row.get("restricted") else None
-    overdraft = parse_money(row["overdraft"], "overdraft") if row.get("overdraft") else None
-    try:
-        user = await store.get_user_by_name(username)
-        created = False
-    except NotFound:
-        user = None
-    if user is None:
-        balance = parse_money(row["initial_balance"], "initial_balance") if row.get("initial_balance") else None
-        user = await store.create_user(
-            username, initial_balance=balance,
-            restricted=True if restricted is None else restricted, overdraft=overdraft, **fields)
-        created = True
-    else:
-        if fields:
-            user = await store.update_user(user.id, **fields)
-        account_changes = {}
-        if restricted is not None:
-            account_changes["restricted"] = restricted
-        if overdraft is not None:
-            account_changes["overdraft"] = overdraft
-        if account_changes:
-            await store.update_account(user.personal_account_id, **account_changes)
-    for group_name in _list(row.get("groups", "")):
-        try:
-            group = await store.get_group_by_name(group_name)
-        except NotFound:
-            group = await store.create_group(group_name)
-        await store.add_group_member(group.id, user.id)
+    for secret in ("password", "pin"):
+        if row.get(secret):
+            fields[secret] = row[secret]
+    _, created = await services.users.upsert(
+        actor, row.get("username", ""), groups=_list(row.get("groups", "")),
+        restricted=_bool(row["restricted"], "restricted") if row.get("restricted") else None,
+        overdraft=_money(row, "overdraft"), initial_balance=_money(row, "initial_balance"),
+        **fields)
     return created
 
 
@@ -229,43 +225,19 @@ PRINTER_COLUMNS = {"name", "server", "queue", "location", "grey", "colour", "dup
                    "hold_mode", "failure_mode", "pdl", "deny_document_patterns"}
 
 
-def _enum(enum_type, value: str, field: str):
-    try:
-        return enum_type(value)
-    except ValueError:
-        raise InvalidInput(f"{field}: {value!r} is not one of {', '.join(e.value for e in enum_type)}") from None
-
-
-async def _import_printer(store, row) -> bool:
-    name = row.get("name", "")
-    if not name:
-        raise InvalidInput("name: required")
-    fields = {k: row[k] for k in ("server", "queue", "location", "pdl") if row.get(k)}
-    prices = {k: parse_money(row[k], k) for k in ("grey", "colour", "duplex_discount") if row.get(k)}
-    if row.get("hold_mode"):
-        fields["hold_mode"] = _enum(HoldMode, row["hold_mode"], "hold_mode")
-    if row.get("failure_mode"):
-        fields["failure_mode"] = _enum(FailureMode, row["failure_mode"], "failure_mode")
-    patterns = tuple(p for p in row.get("deny_document_patterns", "").split(";") if p)
-    for p in patterns:
-        if not valid_pattern(p):
-            raise InvalidInput(f"deny_document_patterns: {p!r} is not a valid regular expression")
-    try:
-        printer = await store.get_printer_by_name(name)
-    except NotFound:
-        printer = None
-    model = printer.cost_model if printer else CostModel()
+async def _import_printer(services, actor, row) -> bool:
+    """One printers CSV row as `PrinterService.upsert` takes it: the prices change only what
+    they give of the cost model, the patterns replace the document name filters."""
+    fields = {k: row[k] for k in ("server", "queue", "location", "pdl", "hold_mode",
+                                  "failure_mode") if row.get(k)}
+    prices = {k: _money(row, k) for k in ("grey", "colour", "duplex_discount") if row.get(k)}
     if prices:
-        model = replace(model, **prices)
-        fields["cost_model"] = model
+        fields["cost_model"] = prices
+    patterns = tuple(p for p in row.get("deny_document_patterns", "").split(";") if p)
     if patterns:
-        fields["filters"] = replace(printer.filters if printer else Filters(), deny_document_patterns=patterns)
-    if printer is None:
-        await store.create_printer(name, **fields)
-        return True
-    if fields:
-        await store.update_printer(printer.id, **fields)
-    return False
+        fields["filters"] = {"deny_document_patterns": patterns}
+    _, created = await services.printers.upsert(actor, row.get("name", ""), **fields)
+    return created
 
 
 async def import_printers(reactor, args) -> int:
@@ -276,42 +248,39 @@ async def create_token(reactor, args) -> int:
     cfg = configlib.load(args.config)
     store = await _open_started_store(reactor, cfg)
     try:
-        user_id = None
-        if args.user:
-            user = await store.get_user_by_name(args.user)
-            if not user.admin or user.disabled:
-                # The API refuses such tokens (403); better to say so now than hand one out.
-                raise InvalidInput(f"--user {args.user}: not an active administrator")
-            user_id = user.id
-        token = new_token()
-        await store.create_api_token(args.name, hash_token(token), user_id=user_id)
+        # The API refuses the tokens of a disabled user or of one who is not an
+        # administrator (403); the service refuses to make one.
+        token, _ = await _services(store, reactor, cfg).tokens.create(_actor(args), args.name,
+                                                                      user=args.user)
     finally:
         await store.stop()
     print(token)
     return 0
 
 
-
 async def nodes_command(reactor, args) -> int:
     """`pcnet nodes list|invite|approve|reject|delete`: what the admin API's node routes do,
     from the server's shell. A node rejected or deleted here is refused at its next hello (the
     running server closes a live connection only when told through the API)."""
-    from pcnet.app.provider_ops import StoreNodeRegistry
-    from pcnet.net.registry import NodeStatus
-
     verb = args.nodes_command
-    if verb == "invite":
-        _check_invitation(args)
     cfg = configlib.load(args.config)
     store = await _open_started_store(reactor, cfg)
-    registry = StoreNodeRegistry(store, reactor)
+    nodes, actor = _services(store, reactor, cfg).nodes, _actor(args)
     try:
         if verb == "list":
-            _print_nodes(await store.list_nodes(), await store.list_node_invitations(),
-                         _utc(reactor.seconds()))
+            _print_nodes(await nodes.list(), await nodes.invitations(), _utc(reactor.seconds()))
         elif verb == "invite":
-            code, invitation = await registry.invite(
-                args.name, args.role, hours=args.expires or DEFAULT_CODE_HOURS, approve=args.approve)
+            try:
+                code, invitation = await nodes.invite(
+                    actor, args.name, args.role,
+                    hours=DEFAULT_CODE_HOURS if args.expires is None else args.expires,
+                    approve=args.approve)
+            except InvalidInput as e:
+                # Named as the command line names them.
+                flag = {"name": f"node name {args.name!r}", "expires_hours": "--expires"}.get(e.field)
+                if flag is None:
+                    raise
+                raise InvalidInput(f"{flag}: {e.message.split(': ', 1)[-1]}") from None
             print(code)
             then = "approved at once" if invitation.approve else "then waits for approval (pcnet nodes approve)"
             sys.stderr.write(
@@ -319,22 +288,14 @@ async def nodes_command(reactor, args) -> int:
                 f"{invitation.expires_at.isoformat(timespec='minutes')} (shown only now). Put it in the "
                 f"node's configuration ([server] enrolment_code); its first hello enrols it, {then}.\n")
         elif verb in ("approve", "reject"):
-            status = NodeStatus.APPROVED if verb == "approve" else NodeStatus.REJECTED
-            node = await registry.set_status(args.name, status)
+            node = await (nodes.approve if verb == "approve" else nodes.reject)(actor, args.name)
             print(f"pcnet: {node.role} {node.name!r} is {node.status}")
         elif verb == "delete":
-            await registry.delete(args.name)
+            await nodes.delete(actor, args.name)
             print(f"pcnet: node {args.name!r} deleted; invite it again to let it enrol")
     finally:
         await store.stop()
     return 0
-
-
-def _check_invitation(args) -> None:
-    if not re.fullmatch(NODE_NAME_PATTERN, args.name):
-        raise InvalidInput(f"node name {args.name!r}: {NODE_NAME_HINT}")
-    if args.expires is not None and not 1 <= args.expires <= MAX_CODE_HOURS:
-        raise InvalidInput(f"--expires: {args.expires} is out of range (1 to {MAX_CODE_HOURS} hours)")
 
 
 def _utc(seconds: float) -> datetime:

@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 
     analyse = sub.add_parser("analyse", help="analyse spool files: pages, colour pages, duplex, size")
     analyse.add_argument("files", nargs="+")
+    analyse.add_argument("--paper-size", default=None, metavar="SIZE",
+                         help="paper of a file that states none, as a provider's [analysis] paper_size (default A4)")
 
     cups = sub.add_parser("cups", help="CUPS integration: install the backend, wrap queues")
     cups.add_argument("cups_args", nargs=argparse.REMAINDER)
@@ -74,12 +76,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    # What the audit log records as the command of a write made from the server's shell.
+    args.command_line = argv
     try:
         if args.command == "analyse":
             from pcnet.spool import analyse_command
 
-            return analyse_command(args.files, sys.stdout)
+            return analyse_command(args.files, sys.stdout, args.paper_size)
         if args.command == "cups":
             from pcnet.provider.cupsadmin import cups_command
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from pcnet.domain.model import JobLimits, OfflinePolicy
+from pcnet.domain.model import DEFAULT_PAPER_SIZE, JobLimits, OfflinePolicy
 from pcnet.errors import ConfigError
 
 
@@ -85,6 +85,17 @@ def _count(ceiling):
     return check
 
 
+def _paper_size(v):
+    from pcnet.domain.rules import SIZE_NAME
+    from pcnet.errors import InvalidInput
+
+    try:
+        SIZE_NAME.check(v, "paper_size")
+    except InvalidInput as e:
+        return e.message.split(": ", 1)[-1]
+    return None
+
+
 _LIMITS = JobLimits()
 
 
@@ -151,6 +162,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_total_pages": Key(int, _LIMITS.max_total_pages,
                                "a job of more pages x copies is denied (a day of a fast device)",
                                _count(JobLimits.CEILING["max_total_pages"])),
+        "paper_size": Key(str, DEFAULT_PAPER_SIZE,
+                          "the paper size of a job that does not say (an import without one); "
+                          "Print Providers have their own, [analysis] paper_size",
+                          _paper_size),
         "offline_policy": Key(str, OfflinePolicy.FLAG.value,
                               "a job printed while no server answered that breaks the limits or "
                               "the account rules: flag (charge nothing) or charge-at-limits",

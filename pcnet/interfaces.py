@@ -122,6 +122,9 @@ class IStore(Interface):
         """Set the balance to an exact figure, recorded as a SET transaction of the delta
         (computed inside the database transaction)."""
 
+    def find_transaction(uuid):
+        """The ledger Transaction with this uuid, or None."""
+
     def list_transactions(account_id, offset=0, limit=100):
         """(list[Transaction], total), newest first."""
 
@@ -348,3 +351,45 @@ class ILineSession(Interface):
 
     def when_closed():
         """A Deferred firing (with the reason, as text) once the connection is gone."""
+
+
+class INodeSessions(Interface):
+    """The live pcnet/1 sessions of the nodes connected to this server, across its listeners:
+    how the services push to a node (`job.release`, `job.cancel`, `journal.retry`), close a
+    node's connections, and say who is connected (the health endpoint, the web console).
+
+    Implementation: `pcnet.app.services.nodes.NodeSessions`; fake: `tests.fakes`.
+    """
+
+    def attach(factory):
+        """Follow the sessions of a `pcnet.net.line.LineServerFactory` (one per listener)."""
+
+    def session(role, node):
+        """The connected `ILineSession` of `node` in `role`, or None."""
+
+    def connected(role=None):
+        """[(role, node)] of every connected node (of `role` if given), sorted."""
+
+    def disconnect(node, why):
+        """Close every connection of `node` (any role), telling it `why`; how many there were."""
+
+
+# --- the Print Provider's collaborators (pcnet.provider) ---------------------------------------
+
+
+class ICupsAdmin(Interface):
+    """What the Print Provider asks of CUPS: its wrapped queues, and holding jobs' fate. Every
+    method returns a Deferred. Implementation: `pcnet.provider.service.CupsControl` (pycups in
+    a thread); fake: `tests.fakes.FakeCups`."""
+
+    def managed_queues():
+        """list[pcnet.provider.cupsadmin.Queue] of the queues wrapped by pcnet's backend."""
+
+    def queue(name):
+        """The Queue named `name` (NotFound)."""
+
+    def release(job_id):
+        """Release a held CUPS job; Conflict if CUPS finished it, NotFound if it has forgotten it."""
+
+    def cancel(job_id):
+        """Cancel a CUPS job (NotFound if CUPS has forgotten it)."""

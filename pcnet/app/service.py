@@ -4,8 +4,10 @@
       the store            started first; nothing listens until migrations are applied
       quota scheduler      TimerService, every [quotas] check_interval seconds
       held-job expiry      TimerService, every [jobs] expiry_check_interval seconds
+      services             the one write path (pcnet/app/services): every write validated,
+                           audited and published on the change bus
       provider operations  pcnet/1 ops for Print Providers (pcnet/app/provider_ops.py), with
-                           nodes approved through the store (StoreNodeRegistry)
+                           nodes approved through the store (services.nodes.registry)
       listeners            [server] http (plain HTTP + TLS) and [server] tls (TLS only), each a
                            MultiplexingFactory: HTTP -> the web root (admin JSON API at /api/v1),
                            TLS with ALPN pcnet/1 -> the line protocol (providers, site servers);
@@ -33,9 +35,10 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from pcnet import config as configlib
-from pcnet.app.jobs import JobService
-from pcnet.app.provider_ops import ProviderOps, StoreNodeRegistry
+from pcnet.app.events import ChangeBus
+from pcnet.app.provider_ops import ProviderOps
 from pcnet.app.quotas import QuotaScheduler, quota_service
+from pcnet.app.services import SCHEDULER, Services, ServiceSettings
 from pcnet.app.throttle import SignInPolicy, SignInThrottle
 from pcnet.errors import ConfigError, PcnetError, StoreUnavailable
 from pcnet.net.limits import ConnectionLimits, StrangerWork, raise_open_file_limit
@@ -101,16 +104,19 @@ class ApplicationServer(MultiService):
         self.cfg = cfg
         self.reactor = reactor
         self.store = store
-        self.jobs = JobService(store, reactor, limits=cfg.job_limits,
-                               offline_policy=cfg["jobs"]["offline_policy"])
-        self.quotas = QuotaScheduler(store, reactor, on_account_changed=self.jobs.directory.forget_account)
+        # The one write path: every write of this server goes through these services, which
+        # publish a change event on the bus after each commit.
+        self.bus = ChangeBus()
+        self.service_layer = Services(store, reactor, self.bus, settings=ServiceSettings.from_config(cfg),
+                                 threads=reactor)
+        self.jobs = self.service_layer.jobs
+        self.quotas = QuotaScheduler(self.service_layer)
         self.tls_options = tls_options
         self.line_ops = Operations()
-        self.provider_ops = ProviderOps(store, self.jobs, reactor,
-                                        hold_expiry_hours=float(cfg["jobs"]["hold_expiry_hours"]))
+        self.provider_ops = ProviderOps(self.service_layer)
         self.provider_ops.register(self.line_ops)
-        self.node_registry = StoreNodeRegistry(
-            store, reactor, auto_approve_networks=cfg["protocol"]["auto_approve_networks"])
+        self.node_registry = self.service_layer.nodes.registry(
+            auto_approve_networks=cfg["protocol"]["auto_approve_networks"])
         srv, sign = cfg["server"], cfg["signin"]
         self.connection_limits = ConnectionLimits(
             max_total=srv["max_connections"], max_per_source=srv["max_connections_per_address"],
@@ -133,9 +139,7 @@ class ApplicationServer(MultiService):
         from pcnet.web.api import AdminApi
 
         root = Resource()
-        self.admin_api = AdminApi(self.store, self.jobs, self.reactor,
-                                  provider_ops=self.provider_ops, nodes=self.node_registry,
-                                  signin=self.signin)
+        self.admin_api = AdminApi(self.service_layer, self.reactor, signin=self.signin)
         self.admin_api.mount(root)
         return root
 
@@ -149,10 +153,9 @@ class ApplicationServer(MultiService):
         factory = LineServerFactory(self.line_ops, self.node_registry, clock=self.reactor,
                                     config=line_config, server_name=self.cfg["server"]["name"])
         factory.stranger_work = self.stranger_work
-        # Pushes to providers (release, cancel) go through the sessions of this factory.
-        self.provider_ops.attach(factory)
-        # Deleting or rejecting a node closes its connection.
-        self.node_registry.attach(factory)
+        # Pushes to nodes (release, cancel, retry) and closing a rejected or deleted node's
+        # connection go through the sessions of this factory.
+        self.service_layer.sessions.attach(factory)
         return factory
 
     def startService(self):
@@ -220,7 +223,7 @@ class ApplicationServer(MultiService):
                       request=float(self.cfg["http"]["request_timeout"]))
 
     def _expire_held_jobs(self):
-        return self.provider_ops.expire_due().addErrback(
+        return Deferred.fromCoroutine(self.service_layer.held_jobs.expire_due(SCHEDULER)).addErrback(
             lambda f: self.log.failure("expiring held jobs failed", f))
 
     def _start_failed(self, failure):

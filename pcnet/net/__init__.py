@@ -22,7 +22,6 @@ from pcnet.net.line import (
     LinkDown,
     Operations,
     RemoteError,
-    client_service,
     connect,
 )
 from pcnet.net.listener import MultiplexingFactory
@@ -42,6 +41,5 @@ __all__ = [
     "NodeStatus",
     "Operations",
     "RemoteError",
-    "client_service",
     "connect",
 ]

@@ -14,7 +14,9 @@ The pieces:
 - `LineProtocol`: the symmetric core (framing, dispatch, requests, heartbeats);
   `LineServerProtocol` adds hello checking against an `INodeRegistry`, and
   `LineClientProtocol` adds the ALPN check and `hello()`;
-- `LineServerFactory` / `LineClientFactory`, `connect()` and `client_service()` to build them.
+- `LineServerFactory` / `LineClientFactory` and `connect()` to build them (a node that must
+  stay connected runs a `ClientService` with `prepareConnection=factory.prepare`, as the Print
+  Provider does).
 
 Time comes only from the `IReactorTime` given to the factories, so tests drive heartbeats with
 `task.Clock`.
@@ -29,7 +31,6 @@ from inspect import iscoroutine
 from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any
 
-from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHandshakeListener, INegotiated, IReactorTime
@@ -1050,18 +1051,3 @@ def connect(endpoint, factory: LineClientFactory) -> Deferred:
         return await factory.prepare(protocol)
 
     return Deferred.fromCoroutine(run())
-
-
-def client_service(endpoint, factory: LineClientFactory, *, clock: IReactorTime) -> ClientService:
-    """A `ClientService` that keeps a node connected, reconnecting with backoff.
-
-    `await service.whenConnected()` gives an approved connection (the protocol proxied by
-    `ClientService`; call `request()` on it).
-    """
-    return ClientService(
-        endpoint,
-        factory,
-        retryPolicy=backoffPolicy(initialDelay=1.0, maxDelay=30.0),
-        clock=clock,
-        prepareConnection=factory.prepare,
-    )

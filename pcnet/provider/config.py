@@ -13,9 +13,9 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from pcnet.config import Key, _choice, _positive, hidden, load, render_example
+from pcnet.config import Key, _choice, _paper_size, _positive, hidden, load, render_example
 from pcnet.domain.enrolment import MAX_CODE_LENGTH
-from pcnet.domain.model import FailureMode
+from pcnet.domain.model import DEFAULT_PAPER_SIZE, FailureMode
 from pcnet.errors import ConfigError
 from pcnet.spool import SANDBOX_MODES, Limits
 
@@ -80,6 +80,9 @@ PROVIDER_SCHEMA: dict[str, dict[str, Key]] = {
                               "seconds between retries of journal entries and offline holds while the link is up", _positive),
     },
     "analysis": {
+        "paper_size": Key(str, DEFAULT_PAPER_SIZE,
+                          "the paper size of a job whose file does not say (text, JPEG, PCL without a page size); "
+                          "the print server's usual paper", _paper_size),
         "sandbox": Key(str, _LIMITS.sandbox,
                        "how Ghostscript is confined: auto (bubblewrap if it works here, else user), bwrap, or user"
                        " (an unprivileged user and -dSAFER file lists)", _choice(*SANDBOX_MODES)),
@@ -132,6 +135,7 @@ class ProviderSettings:
     pending_retry: float
     retry_interval: float
     analysis: Limits
+    paper_size: str = DEFAULT_PAPER_SIZE
 
 
 def load_settings(path: str | Path) -> ProviderSettings:
@@ -179,6 +183,7 @@ def settings_from(values: dict, base_dir: Path, path: Path | None = None) -> Pro
             temp_mb=a["temp_limit_mb"], max_unpacked_mb=a["max_unpacked_mb"], max_pages=a["max_pages"],
             max_copies=a["max_copies"], sandbox=a["sandbox"], sandbox_user=a["sandbox_user"],
             work_dir=str(at(a["work_dir"])) if a["work_dir"] else ""),
+        paper_size=a["paper_size"],
     )
 
 

@@ -53,9 +53,13 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.threadpool import ThreadPool
 
+from zope.interface import implementer
+
 from pcnet.domain.decision import DEFAULT_LIMITS, check_limits
-from pcnet.domain.model import FailureMode, HoldMode, JobLimits
+from pcnet.domain.model import DEFAULT_PAPER_SIZE, FailureMode, HoldMode, JobLimits
 from pcnet.errors import ConfigError, Conflict, InvalidInput, NotFound, PcnetError
+from pcnet.interfaces import ICupsAdmin
+from pcnet.net import messages as M
 from pcnet.net.line import LineClientFactory, LineConfig, LinkDown, Operations, RemoteError
 from pcnet.net.registry import new_credential
 from pcnet._files import private_directory, write_durably
@@ -81,15 +85,16 @@ _NO_ANSWER = (LinkDown, defer.TimeoutError, CancelledError)
 SERVER_UNAVAILABLE = frozenset({"busy", "store_unavailable", "unavailable", "not_authenticated"})
 
 #: What a journal entry may report; anything else in the journal is quarantined unsent.
-JOURNAL_OPS = ("job.offline", "job.printed")
+JOURNAL_OPS = (M.JobOffline.OP, M.JobPrinted.OP)
 
 #: Fields a journal record must not carry: the line protocol's own (a record with `re` would
 #: be taken for a reply and never answered) and the link's `timeout`.
 _RESERVED_FIELDS = frozenset({"op", "id", "re", "ok", "timeout"})
 
-#: Bounds of what a quarantine report carries (the server's limits for journal.quarantined).
-_REPORT_MESSAGE = 2000
-_REPORT_RECORD = 60_000
+#: Bounds of what a quarantine report carries (within the server's limits for
+#: journal.quarantined, `pcnet.net.messages.JournalQuarantined`).
+_REPORT_MESSAGE = M.MAX_QUARANTINE_MESSAGE
+_REPORT_RECORD = M.MAX_QUARANTINED_RECORD - 4096
 
 
 # --- the link to the server ----------------------------------------------------------------------
@@ -146,6 +151,7 @@ class ServerLink:
 # --- CUPS ------------------------------------------------------------------------------------------
 
 
+@implementer(ICupsAdmin)
 class CupsControl:
     """The provider's CUPS operations (pycups through `pcnet.provider.cupsadmin`), each run in a
     one-thread pool with a per-thread connection (pycups' server setting is per thread). Every
@@ -198,14 +204,15 @@ class CupsControl:
 # --- spool analysis --------------------------------------------------------------------------------
 
 
-def analyse_spool(path: str, limits=None) -> dict:
+def analyse_spool(path: str, limits=None, paper_size: str = DEFAULT_PAPER_SIZE) -> dict:
     """Analyse a spool file (runs in a thread) within *limits* (a `pcnet.spool.Limits`, the
-    `[analysis]` settings). Never raises: a file that cannot be analysed gets the analysis's
-    documented fallback (pcnet.spool), and that is logged."""
+    `[analysis]` settings), assuming *paper_size* (`[analysis] paper_size`) for a file that
+    states none. Never raises: a file that cannot be analysed gets the analysis's documented
+    fallback (pcnet.spool), and that is logged."""
     try:
         from pcnet.spool import analyse
 
-        a = analyse(path, limits=limits)
+        a = analyse(path, limits=limits, default_paper=paper_size)
     except Exception as e:  # a bug or a missing analyser: fall back, never crash the provider
         # The same fallback as pcnet.spool's own: one page, counted as colour.
         log.error("spool analysis of {path} failed ({error}); charging it as 1 colour page",
@@ -217,7 +224,7 @@ def analyse_spool(path: str, limits=None) -> dict:
         "colour_pages": int(getattr(a, "colour_pages", 0) or 0),
         "duplex": bool(getattr(a, "duplex", False)),
         "copies": int(getattr(a, "copies", 1) or 1),
-        "paper_size": getattr(a, "paper_size", None) or "A4",
+        "paper_size": getattr(a, "paper_size", None) or paper_size,
         "error": getattr(a, "error", None),
         "fallback": bool(getattr(a, "fallback", False)),
         "limits_hit": list(getattr(a, "limits_hit", ())),
@@ -257,7 +264,8 @@ class PrintProvider:
     def __init__(self, *, node: str, clock, link: ServerLink, cups, analyse, journal: OfflineJournal,
                  held: HeldJobs, printers: PrinterCache, decision_timeout: float = 10.0,
                  default_failure_mode: FailureMode = FailureMode.PRINT_LOG_LATER,
-                 spool_dir: str | os.PathLike | None = None):
+                 spool_dir: str | os.PathLike | None = None,
+                 paper_size: str = DEFAULT_PAPER_SIZE):
         self.node = node
         self.clock = clock
         self.link = link
@@ -269,6 +277,8 @@ class PrintProvider:
         self.decision_timeout = decision_timeout
         self.default_failure_mode = default_failure_mode
         self.spool_dir = os.path.realpath(spool_dir) if spool_dir else None
+        # The paper of a job whose analysis found none ([analysis] paper_size).
+        self.paper_size = paper_size
         self._sync: Deferred | None = None
         self._sync_again = False
         self._sync_register = False
@@ -279,34 +289,31 @@ class PrintProvider:
 
     def operations(self) -> Operations:
         ops = Operations()
-        ops.register("job.release", lambda session, msg: Deferred.fromCoroutine(self.op_release(msg)))
-        ops.register("job.cancel", lambda session, msg: Deferred.fromCoroutine(self.op_cancel(msg)))
-        ops.register("journal.retry", lambda session, msg: self.op_journal_retry(msg))
+        ops.register(M.JobRelease.OP, lambda session, msg: Deferred.fromCoroutine(self.op_release(msg)))
+        ops.register(M.JobCancel.OP, lambda session, msg: Deferred.fromCoroutine(self.op_cancel(msg)))
+        ops.register(M.JournalRetry.OP, lambda session, msg: self.op_journal_retry(msg))
         return ops
 
     async def op_release(self, msg: dict) -> dict:
-        uuid = _text(msg, "uuid")
-        record = self.held.get(uuid)
+        push = M.JobRelease.parse(msg)
+        record = self.held.get(push.uuid)
         if record is None:
-            raise NotFound(f"no held job {uuid} on provider {self.node}")
-        await self._release(record, msg.get("target_queue"), msg.get("target_printer_id"))
+            raise NotFound(f"no held job {push.uuid} on provider {self.node}")
+        await self._release(record, push.target_queue, push.target_printer_id)
         return {}
 
     async def op_cancel(self, msg: dict) -> dict:
-        uuid = _text(msg, "uuid")
-        record = self.held.get(uuid)
+        push = M.JobCancel.parse(msg)
+        record = self.held.get(push.uuid)
         if record is None:
             return {"known": False}  # already gone: cancelling is idempotent
-        await self._cancel(record, msg.get("reason") or "cancelled")
+        await self._cancel(record, push.reason)
         return {"known": True}
 
     def op_journal_retry(self, msg: dict) -> dict:
         """The server asks (for an administrator) that quarantined entries be sent again: they
         go back into the journal, in their old place, and the journal is replayed now."""
-        keys = msg.get("keys")
-        if (not isinstance(keys, list) or len(keys) > 1000
-                or not all(isinstance(k, str) for k in keys)):
-            raise InvalidInput("keys: expected a list of journal entry keys")
+        keys = M.JournalRetry.parse(msg).keys
         restored = [k for k in keys if self.journal.restore(k)]
         unknown = [k for k in keys if k not in restored]
         if restored:
@@ -394,7 +401,7 @@ class PrintProvider:
         if printer is not None:
             job["printer_id"] = printer["id"]
         try:
-            reply = await self.link.request("job.submit", timeout=self.decision_timeout, **job)
+            reply = await self.link.request(M.JobSubmit.OP, timeout=self.decision_timeout, **job)
         except _NO_ANSWER as e:
             return self._no_answer(job, printer, f"{type(e).__name__}: {e}")
         except RemoteError as e:
@@ -406,11 +413,11 @@ class PrintProvider:
         return self._decided(job, reply)
 
     def _decided(self, job: dict, reply: dict) -> dict:
-        info = reply.get("printer")
-        if isinstance(info, dict) and info.get("queue") == job["queue"]:
-            self.printers.update(job["queue"], _cache_entry(info, self.default_failure_mode))
-        action = reply.get("action")
-        reason = reply.get("reason") or ""
+        decision = M.JobDecision.from_wire(reply)
+        if decision.printer is not None and decision.printer.queue == job["queue"]:
+            self.printers.update(job["queue"], _cache_entry(decision.printer, self.default_failure_mode))
+        action = decision.action
+        reason = decision.reason
         if action == "print":
             log.info("job {uuid} on {queue}: print ({cost})", uuid=job["uuid"], queue=job["queue"],
                      cost=reply.get("cost"))
@@ -450,11 +457,9 @@ class PrintProvider:
         state = record["state"]
         if state == "released":
             if record.get("report", True):
-                report = {"uuid": record["uuid"]}
-                if record.get("target_printer_id") is not None:
-                    report["printer_id"] = record["target_printer_id"]
+                report = M.JobPrinted(record["uuid"], record.get("target_printer_id"))
                 # Journaled before the answer: a printed job is always reported, exactly once.
-                self.journal.append("job.printed", report)
+                self.journal.append(report.OP, report.to_wire())
             self.held.delete(record["uuid"])
             self._kick()
             reply = {"action": "print", "reason": "released"}
@@ -494,19 +499,19 @@ class PrintProvider:
         copies = (1 if filtered else copies) * max(1, analysis.get("copies") or 1)
         duplex = duplex_from_options(msg.get("options") or "")
         pages = max(0, int(analysis["pages"]))
-        return {
-            "uuid": str(uuidlib.uuid4()),
-            "queue": msg["queue"],
-            "cups_job_id": msg["job_id"],
-            "user": str(msg.get("user") or ""),
-            "document_name": str(msg.get("title") or "")[:255],
-            "pages": pages,
-            "colour_pages": min(pages, max(0, int(analysis.get("colour_pages") or 0))),
-            "duplex": analysis.get("duplex", False) if duplex is None else duplex,
-            "copies": copies,
-            "paper_size": analysis.get("paper_size") or "A4",
-            "analysis_fallback": bool(analysis.get("fallback") or analysis.get("error")),
-        }
+        return M.JobSubmit(
+            uuid=str(uuidlib.uuid4()),
+            queue=msg["queue"],
+            cups_job_id=msg["job_id"],
+            user=str(msg.get("user") or ""),
+            document_name=str(msg.get("title") or "")[:255],
+            pages=pages,
+            colour_pages=min(pages, max(0, int(analysis.get("colour_pages") or 0))),
+            duplex=analysis.get("duplex", False) if duplex is None else duplex,
+            copies=copies,
+            paper_size=analysis.get("paper_size") or self.paper_size,
+            analysis_fallback=bool(analysis.get("fallback") or analysis.get("error")),
+        ).to_wire()
 
     # --- when the link comes up --------------------------------------------------------------------
 
@@ -576,12 +581,13 @@ class PrintProvider:
 
     async def register_printers(self) -> None:
         queues = await self.cups.managed_queues()
-        printers = [{"queue": q.name, "info": q.info, "location": q.location,
-                     "make_and_model": q.make_and_model} for q in queues]
-        reply = await self.link.request("printers.register", timeout=max(30.0, self.decision_timeout),
-                                        printers=printers)
-        cache = {p["queue"]: _cache_entry(p, self.default_failure_mode)
-                 for p in reply.get("printers", [])}
+        request = M.PrintersRegister(tuple(
+            M.QueueInfo(q.name, location=q.location, info=q.info, make_and_model=q.make_and_model)
+            for q in queues))
+        reply = await self.link.request(request.OP, timeout=max(30.0, self.decision_timeout),
+                                        **request.to_wire())
+        cache = {p.queue: _cache_entry(p, self.default_failure_mode)
+                 for p in M.PrintersRegistered.from_wire(reply).printers}
         self.printers.replace(cache)
         log.info("registered {n} printers with the server: {names}", n=len(cache),
                  names=", ".join(sorted(cache)) or "none")
@@ -640,9 +646,9 @@ class PrintProvider:
             if not self.link.up:
                 return
             try:
-                await self.link.request("journal.quarantined",
+                await self.link.request(M.JournalQuarantined.OP,
                                         timeout=max(30.0, self.decision_timeout),
-                                        **_quarantine_report(key, entry))
+                                        **_quarantine_report(key, entry).to_wire())
             except _NO_ANSWER:
                 return
             except RemoteError as e:
@@ -661,7 +667,7 @@ class PrintProvider:
         """A job held by the `hold` failure mode: ask for the decision now (same uuid: the
         server's answer is idempotent), then release, keep or cancel the CUPS job."""
         try:
-            reply = await self.link.request("job.submit", timeout=self.decision_timeout,
+            reply = await self.link.request(M.JobSubmit.OP, timeout=self.decision_timeout,
                                             **record["job"])
         except _NO_ANSWER:
             return
@@ -669,7 +675,8 @@ class PrintProvider:
             if e.code not in ("invalid", "not_found", "forbidden"):
                 return
             reply = {"action": "deny", "reason": e.message}
-        action = reply.get("action")
+        decision = M.JobDecision.from_wire(reply)
+        action = decision.action
         if action == "print":
             # Charged by job.submit: the rerun must not report it again.
             self.held.update(record["uuid"], report=False)
@@ -680,37 +687,39 @@ class PrintProvider:
         elif action == "hold":
             self.held.update(record["uuid"], state="held", report=True)
         else:
-            await self._cancel(record, f"denied: {reply.get('reason') or ''}".rstrip(": "))
+            await self._cancel(record, f"denied: {decision.reason}".rstrip(": "))
 
     async def _check_held(self, record: dict) -> None:
         """Catch up on a release or cancellation pushed while the link was down."""
+        query = M.JobStatusQuery(record["uuid"])
         try:
-            reply = await self.link.request("job.status", timeout=self.decision_timeout,
-                                            uuid=record["uuid"])
+            reply = await self.link.request(query.OP, timeout=self.decision_timeout,
+                                            **query.to_wire())
         except _NO_ANSWER:
             return
         except RemoteError as e:
             if e.code == "not_found":
                 await self._cancel(record, "unknown to the server")
             return
-        status = reply.get("status")
+        answer = M.JobStatusReply.from_wire(reply)
+        status = answer.status
         if status == "released":
             try:
-                await self._release(record, reply.get("target_queue"), reply.get("target_printer_id"))
+                await self._release(record, answer.target_queue, answer.target_printer_id)
             except NotFound as e:
                 log.warn("could not release {uuid}: {error}", uuid=record["uuid"], error=e.message)
         elif status in ("cancelled", "expired", "denied"):
             await self._cancel(record, status)
 
 
-def _cache_entry(p: dict, default_failure_mode: FailureMode) -> dict:
-    """What the provider keeps about a printer (from printers.register or job.submit)."""
-    entry = {"id": p["id"], "name": p.get("name", p["queue"]),
-             "hold_mode": p.get("hold_mode", HoldMode.NONE.value),
-             "failure_mode": p.get("failure_mode", default_failure_mode.value),
-             "pdl": p.get("pdl", "")}
-    if isinstance(p.get("limits"), dict):
-        entry["limits"] = p["limits"]
+def _cache_entry(p: M.PrinterInfo, default_failure_mode: FailureMode) -> dict:
+    """What the provider keeps about a printer (from printers.register or job.submit), as the
+    JSON of its printer cache."""
+    entry = {"id": p.id, "name": p.name, "hold_mode": HoldMode(p.hold_mode).value,
+             "failure_mode": FailureMode(p.failure_mode or default_failure_mode).value,
+             "pdl": p.pdl}
+    if p.limits is not None:
+        entry["limits"] = p.limits.to_json()
     return entry
 
 
@@ -739,29 +748,27 @@ def _unsendable(kind, record) -> str | None:
     return None
 
 
-def _quarantine_report(key: str, entry: dict) -> dict:
-    """The journal.quarantined fields for a quarantined entry, within the server's bounds."""
+def _quarantine_report(key: str, entry: dict) -> M.JournalQuarantined:
+    """The journal.quarantined report of a quarantined entry, within the server's bounds."""
     record = entry.get("record")
     if not isinstance(record, dict):
         record = {"value": record}
     if len(json.dumps(record)) > _REPORT_RECORD:
         record = {"uuid": record.get("uuid"), "truncated": True}
     error = entry.get("error") if isinstance(entry.get("error"), dict) else {}
-    fields = {
-        "key": key, "kind": str(entry.get("kind") or "unknown")[:64],
-        "error": {"code": str(error.get("code") or "unknown")[:64],
-                  "message": str(error.get("message") or "")[:_REPORT_MESSAGE]},
-        "record": record, "state": entry.get("state", "quarantined"),
-    }
-    uuid = record.get("uuid")
-    if isinstance(uuid, str):
+    job_uuid = ""
+    if isinstance(record.get("uuid"), str):
         try:
-            fields["uuid"] = str(uuidlib.UUID(uuid))
+            job_uuid = str(uuidlib.UUID(record["uuid"]))
         except ValueError:
             pass
-    if isinstance(entry.get("quarantined_at"), (int, float)):
-        fields["quarantined_at"] = entry["quarantined_at"]
-    return fields
+    quarantined_at = entry.get("quarantined_at")
+    return M.JournalQuarantined(
+        key=key, kind=str(entry.get("kind") or "unknown")[:64],
+        error_code=str(error.get("code") or "unknown")[:64],
+        error_message=str(error.get("message") or "")[:_REPORT_MESSAGE], record=record,
+        state=entry.get("state", "quarantined"), uuid=job_uuid,
+        quarantined_at=quarantined_at if isinstance(quarantined_at, (int, float)) else None)
 
 
 def _text(msg: dict, key: str) -> str:
@@ -923,7 +930,8 @@ class ProviderService(MultiService):
 
         if analyse is None:
             def analyse(path):
-                return deferToThreadPool(reactor, analysis_pool, analyse_spool, path, limits)
+                return deferToThreadPool(reactor, analysis_pool, analyse_spool, path, limits,
+                                         s.paper_size)
         if cups is None:
             cups = CupsControl(reactor, cups_pool, s.cups_server)
 
@@ -934,7 +942,7 @@ class ProviderService(MultiService):
             journal=OfflineJournal(journal_dir / "offline"), held=HeldJobs(journal_dir / "held"),
             printers=PrinterCache(journal_dir / "printers.json"),
             decision_timeout=s.decision_timeout, default_failure_mode=s.default_failure_mode,
-            spool_dir=s.spool_dir)
+            spool_dir=s.spool_dir, paper_size=s.paper_size)
 
         line_config = LineConfig(max_line_length=s.max_line_length,
                                  heartbeat_interval=s.heartbeat_interval,

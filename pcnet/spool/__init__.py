@@ -26,6 +26,8 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from pcnet.domain.model import DEFAULT_PAPER_SIZE
+
 from . import _detect, _ghostscript, _paper
 from ._cli import analyse_command
 from ._jpeg import analyse_jpeg
@@ -68,14 +70,15 @@ def analyse(
     path: str | os.PathLike,
     *,
     timeout: float | None = None,
-    default_paper: str = "Letter",
+    default_paper: str = DEFAULT_PAPER_SIZE,
     limits: Limits | None = None,
 ) -> SpoolAnalysis:
     """Analyse the spool file at *path*.
 
     *default_paper* is the paper assumed for formats that do not state one (text, JPEG, PCL
-    without a page size command, PostScript without size information): the queue's default
-    media, ``Letter`` being CUPS's own default. *limits* bound the analysis (the provider's
+    without a page size command, PostScript without size information): the Print Provider's
+    ``[analysis] paper_size``, by default pcnet's one default paper size
+    (``pcnet.domain.model.DEFAULT_PAPER_SIZE``, A4). *limits* bound the analysis (the provider's
     ``[analysis]`` settings; defaults: :class:`Limits`); *timeout*, if given, replaces its
     wall-clock bound for each Ghostscript run.
     """

@@ -11,13 +11,15 @@ import json
 from typing import TextIO
 
 
-def analyse_command(paths: list[str], out: TextIO) -> int:
-    """Analyse each of *paths*, write one JSON line per file to *out*; return the exit status."""
+def analyse_command(paths: list[str], out: TextIO, default_paper: str | None = None) -> int:
+    """Analyse each of *paths*, write one JSON line per file to *out*; return the exit status.
+    *default_paper* is the paper of a file that states none (default: pcnet's, A4), as a Print
+    Provider's ``[analysis] paper_size``."""
     from . import analyse  # the package imports this module; import at call time
 
     status = 0
     for path in paths:
-        result = analyse(path)
+        result = analyse(path) if default_paper is None else analyse(path, default_paper=default_paper)
         record = {"file": path, **result.to_json()}
         out.write(json.dumps(record, sort_keys=False) + "\n")
         if result.fallback:

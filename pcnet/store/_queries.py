@@ -449,6 +449,10 @@ async def _transaction_by_uuid(txn, uuid):
     return None if row is None else transaction_from_row(row)
 
 
+async def find_transaction(txn, uuid):
+    return await _transaction_by_uuid(txn, uuid)
+
+
 async def get_transaction_by_uuid(txn, uuid):
     t = await _transaction_by_uuid(txn, uuid)
     if t is None:

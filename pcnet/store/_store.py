@@ -243,6 +243,9 @@ class Store:
         return await self._run(q.set_balance, account_id, minor(balance), uuid, comment, origin,
                                self._now(), audit=audit)
 
+    def find_transaction(self, uuid):
+        return self._read(q.find_transaction, uuid)
+
     @_deferred
     async def list_transactions(self, account_id, offset=0, limit=100):
         return await self._read(q.list_transactions, account_id, *_page(offset, limit))

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timezone
 from decimal import Decimal
 
-from pcnet.domain.decision import valid_pattern
+from pcnet.domain import rules as R
+from pcnet.domain.rules import MAX_MONEY
 from pcnet.errors import InvalidInput
 from pcnet.money import MONEY_PATTERN, format_money, parse_money
 
@@ -28,10 +29,6 @@ from pcnet.money import MONEY_PATTERN, format_money, parse_money
 MISSING = object()
 
 _MAX_ID = 2 ** 63 - 1
-#: Money in API input is bounded well inside what the ledger's integer minor units can hold.
-MAX_MONEY = Decimal(1_000_000_000)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_NEWLINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class InvalidField(InvalidInput):
@@ -134,42 +131,34 @@ def _jsonable(value) -> bool:
 
 
 class String(Field):
-    """Text. Single-line unless `multiline`; NUL, other control characters and unpaired
-    surrogates are always refused (they break databases and terminals)."""
+    """Text, checked by a rule of `pcnet.domain.rules` (`rule=`, the one definition the
+    service layer applies too), or by one made of the keywords: single-line unless
+    `multiline`; NUL, other control characters and unpaired surrogates are always refused
+    (they break databases and terminals)."""
 
-    def __init__(self, *, min_length: int = 0, max_length: int = 255, multiline: bool = False,
-                 pattern: str | None = None, pattern_hint: str = "", strip_check: bool = True,
-                 **kw):
+    def __init__(self, *, rule: R.Text | None = None, min_length: int = 0, max_length: int = 255,
+                 multiline: bool = False, pattern: str | None = None, pattern_hint: str = "",
+                 strip_check: bool = True, **kw):
         super().__init__(**kw)
-        self.min_length = min_length
-        self.max_length = max_length
-        self.multiline = multiline
-        self.pattern = pattern
-        self._pattern = re.compile(pattern) if pattern else None
-        self.pattern_hint = pattern_hint
-        self.strip_check = strip_check
+        self.rule = rule or R.Text(min_length=min_length, max_length=max_length, pattern=pattern,
+                                   hint=pattern_hint, multiline=multiline, strip_check=strip_check)
+
+    @property
+    def min_length(self) -> int:
+        return self.rule.min_length
+
+    @property
+    def max_length(self) -> int:
+        return self.rule.max_length
+
+    @property
+    def pattern(self) -> str | None:
+        return self.rule.pattern
 
     def _parse(self, value, name):
         if not isinstance(value, str):
             raise InvalidField(name, f"expected a string, got {_type_name(value)}")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidField(name, "contains an invalid character (an unpaired surrogate)") from None
-        bad = (_CONTROL_BUT_NEWLINES if self.multiline else _CONTROL).search(value)
-        if bad:
-            raise InvalidField(name, f"contains a control character (code {ord(bad.group()):#04x})")
-        if len(value) < self.min_length:
-            if self.min_length == 1:
-                raise InvalidField(name, "must not be empty")
-            raise InvalidField(name, f"must be at least {self.min_length} characters long")
-        if len(value) > self.max_length:
-            raise InvalidField(name, f"must be at most {self.max_length} characters long")
-        if self.strip_check and value != value.strip():
-            raise InvalidField(name, "must not start or end with white space")
-        if self._pattern is not None and not self._pattern.fullmatch(value):
-            raise InvalidField(name, self.pattern_hint or f"must match {self.pattern}")
-        return value
+        return _checked(self.rule, value, name)
 
     def _schema(self):
         out = {"type": "string", "maxLength": self.max_length}
@@ -178,6 +167,16 @@ class String(Field):
         if self.pattern:
             out["pattern"] = f"^(?:{self.pattern})$"
         return out
+
+
+def _checked(rule, value, name):
+    """`rule.check`, its refusal as an InvalidField of `name`."""
+    try:
+        return rule.check(value, name)
+    except InvalidField:
+        raise
+    except InvalidInput as e:
+        raise InvalidField(name, e.message.split(": ", 1)[-1] if name else e.message) from None
 
 
 class Secret(String):
@@ -191,8 +190,7 @@ class Secret(String):
 
 class Email(String):
     def __init__(self, **kw):
-        super().__init__(max_length=254, pattern=r"|[^@\s]+@[^@\s]+",
-                         pattern_hint="expected an e-mail address such as ann@example.org", **kw)
+        super().__init__(rule=R.EMAIL, **kw)
 
     def _schema(self):
         out = super()._schema()
@@ -205,24 +203,21 @@ class Pattern(String):
     """A case-insensitive regular expression (document name filters)."""
 
     def __init__(self, **kw):
-        kw.setdefault("max_length", 500)
-        super().__init__(min_length=1, strip_check=False, **kw)
-
-    def _parse(self, value, name):
-        value = super()._parse(value, name)
-        if not valid_pattern(value):
-            raise InvalidField(name, f"{value!r} is not a valid regular expression")
-        return value
+        super().__init__(rule=R.DOCUMENT_PATTERN, **kw)
 
     def _schema(self):
         return {**super()._schema(), "format": "regex"}
 
 
 class Integer(Field):
-    def __init__(self, *, minimum: int = 0, maximum: int = _MAX_ID, **kw):
+    """A whole number (never a boolean or a number with a fraction), within a rule's range
+    (`rule=`, a `pcnet.domain.rules.Count`) or `minimum`..`maximum`."""
+
+    def __init__(self, *, rule: R.Count | None = None, minimum: int = 0, maximum: int = _MAX_ID,
+                 **kw):
         super().__init__(**kw)
-        self.minimum = minimum
-        self.maximum = maximum
+        self.minimum = rule.minimum if rule is not None else minimum
+        self.maximum = rule.maximum if rule is not None else maximum
 
     def _parse(self, value, name):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -265,14 +260,21 @@ class Boolean(Field):
 
 class Money(Field):
     """An amount as a string ("1.50") or an integer; never a float. At most 4 decimal places
-    (the storage precision) so that nothing is silently rounded."""
+    (the storage precision) so that nothing is silently rounded; within a rule's range
+    (`rule=`, a `pcnet.domain.rules.Amount`) or `minimum`..`maximum`."""
 
-    def __init__(self, *, minimum: Decimal | None = -MAX_MONEY, maximum: Decimal | None = MAX_MONEY,
-                 nonzero: bool = False, **kw):
+    def __init__(self, *, rule: R.Amount | None = None, minimum: Decimal | None = -MAX_MONEY,
+                 maximum: Decimal | None = MAX_MONEY, nonzero: bool = False, **kw):
         super().__init__(**kw)
-        self.minimum = minimum
-        self.maximum = maximum
-        self.nonzero = nonzero
+        self.rule = rule or R.Amount(minimum=minimum, maximum=maximum, nonzero=nonzero)
+
+    @property
+    def minimum(self):
+        return self.rule.minimum
+
+    @property
+    def maximum(self):
+        return self.rule.maximum
 
     def _parse(self, value, name):
         if isinstance(value, (list, dict)):
@@ -288,13 +290,7 @@ class Money(Field):
             raise InvalidField(name, e.message.split(": ", 1)[-1]) from None
         except ArithmeticError:
             raise InvalidField(name, "is not an amount the ledger can hold") from None
-        if self.minimum is not None and amount < self.minimum:
-            raise InvalidField(name, f"{format_money(amount)} is below the minimum {format_money(self.minimum)}")
-        if self.maximum is not None and amount > self.maximum:
-            raise InvalidField(name, f"{format_money(amount)} is above the maximum {format_money(self.maximum)}")
-        if self.nonzero and amount == 0:
-            raise InvalidField(name, "must not be zero")
-        return amount
+        return _checked(self.rule, amount, name)
 
     def _schema(self):
         lo = "-?" if self.minimum is None or self.minimum < 0 else ""
@@ -342,6 +338,33 @@ class Uuid(String):
 
     def _schema(self):
         return {"type": "string", "format": "uuid"}
+
+
+class JobRef(Field):
+    """A job: its uuid (how pcnet names a job everywhere: pcnet/1, imports, the ledger's
+    references), or the integer `id` of its job log row, which is accepted too."""
+
+    def _parse(self, value, name):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return Id().parse(value, name)
+        return Uuid().parse(value, name)
+
+    def from_text(self, text, name):
+        if text.isascii() and text.isdigit():
+            return Id().from_text(text, name)
+        return Uuid().from_text(text, name)
+
+    def text_schema(self):
+        out = {"type": "string", "minLength": 1, "maxLength": 36,
+               "examples": ["6f1c2a4e-0b7d-4c1e-9a53-2f8d4b1e7c90", "42"]}
+        if self.description:
+            out["description"] = self.description
+        return out
+
+    def _schema(self):
+        return {"oneOf": [{"type": "string", "format": "uuid", "description": "the job's uuid"},
+                          {"type": "integer", "minimum": 1,
+                           "description": "the id of the job's row in the job log"}]}
 
 
 class Timestamp(Field):

@@ -76,8 +76,10 @@ class Call:
     query: dict
     headers: dict
     body: dict | None
-    token: Any = None   # the API token record, on a "bearer" route
-    user: Any = None    # the signed-in user, on a "basic" route
+    #: Who makes the request (`pcnet.app.services.Actor`): an API token on a "bearer" route,
+    #: the signed-in user on a "basic" route; None on a route without authentication.
+    actor: Any = None
+    user: Any = None    # the signed-in user (`pcnet.domain.model.User`), on a "basic" route
 
 
 @dataclass
@@ -91,7 +93,7 @@ class RouteTable:
     """`routes = RouteTable(app)` in a Klein app class; `@routes("GET", "/users", ...)`.
 
     The class using it provides `_authenticate(request, scheme)` (a coroutine returning the
-    caller, an API token record for `"bearer"` or a user for `"basic"`, or raising
+    caller: an `Actor` for `"bearer"`, `(Actor, User)` for `"basic"`; or raising
     `Unauthorized`).
     """
 
@@ -144,9 +146,8 @@ async def _serve(api, spec: Route, handler, request, path_values: dict):
         elif hspec.required:
             raise InvalidField(name, "header required")
     body = read_body(request, spec.body, getattr(api, "max_body", MAX_BODY))
-    basic = spec.scheme == "basic"
-    result = await handler(api, Call(request, params, query, headers, body,
-                                     token=None if basic else caller, user=caller if basic else None))
+    actor, user = caller if spec.scheme == "basic" and caller is not None else (caller, None)
+    result = await handler(api, Call(request, params, query, headers, body, actor=actor, user=user))
     return render(request, result, spec.status)
 
 

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from pcnet.domain.model import (
     Account,
+    AuditEntry,
     AccountKind,
     ApiToken,
     CostModel,
@@ -24,11 +25,14 @@ from pcnet.domain.model import (
     JobAction,
     JobRecord,
     JobStatus,
+    OfflineAccountSelection,
     Printer,
     Quota,
     QuotaPeriod,
+    SiteOfflinePolicy,
     Transaction,
     TransactionKind,
+    UnknownUsers,
     User,
 )
 from pcnet.money import format_money
@@ -262,11 +266,18 @@ def quota_json(q: Quota) -> dict:
 
 
 JOB = _schema("Job", _obj({
-    "uuid": STR, "id": _nullable(INT), "user_id": _nullable(INT), "username": STR,
-    "printer_id": INT, "account_id": _nullable(INT), "pages": INT, "colour_pages": INT,
+    "uuid": {**STR, "description": "the job's identity (how a job is named everywhere)"},
+    "id": {**_nullable(INT), "description": "the job log row's number (also accepted in URLs)"},
+    "user_id": _nullable(INT), "username": STR,
+    "printer_id": INT, "printer": {**STR, "description": "the printer's current name"},
+    "account_id": _nullable(INT), "pages": INT, "colour_pages": INT,
     "duplex": BOOL, "copies": INT, "total_pages": INT, "paper_size": STR, "document_name": STR,
     "cost": MONEY, "status": _enum(JobStatus), "reason": STR, "client": STR, "origin": STR,
     "created_at": _nullable(TIME), "problem": STR,
+    "released_by": {**STR, "description": "who released the held job (as the audit log names "
+                                          "actors: token:3, user:ann); empty if nobody did"},
+    "cancelled_by": {**STR, "description": "who cancelled it (scheduler: it expired); empty if "
+                                           "nobody did"},
 }, "one row of the job log; `problem` (empty for none) says why an administrator should look at "
    "it: a job printed offline outside the job limits or the account rules"))
 
@@ -274,12 +285,13 @@ JOB = _schema("Job", _obj({
 def job_json(j: JobRecord) -> dict:
     return {
         "uuid": j.uuid, "id": j.id, "user_id": j.user_id, "username": j.username,
-        "printer_id": j.printer_id, "account_id": j.account_id, "pages": j.pages,
+        "printer_id": j.printer_id, "printer": j.printer_name, "account_id": j.account_id,
+        "pages": j.pages,
         "colour_pages": j.colour_pages, "duplex": j.duplex, "copies": j.copies,
         "total_pages": j.total_pages, "paper_size": j.paper_size,
         "document_name": j.document_name, "cost": money(j.cost), "status": JobStatus(j.status).value,
         "reason": j.reason, "client": j.client, "origin": j.origin, "created_at": iso(j.created_at),
-        "problem": j.problem,
+        "problem": j.problem, "released_by": j.released_by, "cancelled_by": j.cancelled_by,
     }
 
 
@@ -365,6 +377,43 @@ def quarantined_json(e) -> dict:
             "reported_at": iso(e.reported_at), "updated_at": iso(e.updated_at)}
 
 
+OFFLINE_POLICY = _schema("OfflinePolicy", _obj({
+    "account_selection": _enum(OfflineAccountSelection),
+    "offline_account_id": _nullable(INT), "restricted_credit": MONEY,
+    "unknown_users": _enum(UnknownUsers), "unknown_user_id": _nullable(INT),
+    "password_auth_offline": BOOL, "updated_at": _nullable(TIME),
+}, "what Site Servers do while their link to the Application Server is down"))
+
+
+def offline_policy_json(p: SiteOfflinePolicy) -> dict:
+    return {"account_selection": OfflineAccountSelection(p.account_selection).value,
+            "offline_account_id": p.offline_account_id,
+            "restricted_credit": money(p.restricted_credit),
+            "unknown_users": UnknownUsers(p.unknown_users).value,
+            "unknown_user_id": p.unknown_user_id, "password_auth_offline": p.password_auth_offline,
+            "updated_at": iso(p.updated_at)}
+
+
+AUDIT_ENTRY = _schema("AuditEntry", _obj({
+    "id": INT, "at": TIME,
+    "actor": {**STR, "description": "who: token:3, user:ann, cli:root, provider:print01, scheduler"},
+    "actor_name": {**STR, "description": "the token's name, the username, the OS user"},
+    "address": {**STR, "description": "where from: the peer address; the host of a command"},
+    "detail": {**STR, "description": "a command's command line"},
+    "action": {**STR, "description": "what: e.g. printer.update"},
+    "object_kind": STR, "object_id": STR, "object_name": STR,
+    "before": {"type": ["object", "null"], "description": "the fields that changed, as they were"},
+    "after": {"type": ["object", "null"], "description": "the fields that changed, as they are"},
+}, "one administrative change; secrets are never shown (set, changed, removed)"))
+
+
+def audit_json(e: AuditEntry) -> dict:
+    return {"id": e.id, "at": iso(e.at), "actor": e.actor, "actor_name": e.actor_name,
+            "address": e.address, "detail": e.detail, "action": e.action,
+            "object_kind": e.object_kind, "object_id": e.object_id, "object_name": e.object_name,
+            "before": e.before, "after": e.after}
+
+
 USER_PAGE = _schema("UserPage", page_of("User"))
 GROUP_PAGE = _schema("GroupPage", page_of("Group"))
 ACCOUNT_PAGE = _schema("AccountPage", page_of("Account"))
@@ -376,6 +425,7 @@ TOKEN_PAGE = _schema("ApiTokenPage", page_of("ApiToken"))
 NODE_PAGE = _schema("NodePage", page_of("Node"))
 NODE_INVITATION_PAGE = _schema("NodeInvitationPage", page_of("NodeInvitation"))
 QUARANTINE_PAGE = _schema("QuarantinedEntryPage", page_of("QuarantinedEntry"))
+AUDIT_PAGE = _schema("AuditEntryPage", page_of("AuditEntry"))
 
 INDEX = _schema("ApiIndex", _obj({"name": STR, "version": STR, "openapi": STR}))
 

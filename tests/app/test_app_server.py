@@ -190,4 +190,4 @@ def test_the_job_limits_and_the_offline_policy_reach_the_job_service():
     app = ApplicationServer(cfg, Clock(), object(), tls_options=None)
     assert app.jobs.limits == JobLimits(max_copies=5, max_pages=50, max_total_pages=200)
     assert app.jobs.offline_policy is OfflinePolicy.CHARGE_AT_LIMITS
-    assert app.provider_ops.jobs is app.jobs
+    assert app.provider_ops.services.jobs is app.jobs

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest_twisted
 from twisted.internet import defer, task
 
-from pcnet.app.jobs import JobService
+from pcnet.app.services import SYSTEM, Services
 from pcnet.domain.model import (
     CostModel,
     Filters,
@@ -50,7 +50,7 @@ async def balance_and_sum(store, account_id):
 @pytest_twisted.ensureDeferred
 async def test_printed_job_is_charged_and_logged_in_one_go(store):
     user, printer = await setup(store)
-    jobs = JobService(store, clock_at())
+    jobs = Services(store, clock_at()).jobs
     decision, record = await jobs.submit(job(printer))
     assert decision.action is JobAction.PRINT and decision.cost == D("0.8000")
     assert record.status is JobStatus.PRINTED and record.cost == D("0.8000")
@@ -67,7 +67,7 @@ async def test_printed_job_is_charged_and_logged_in_one_go(store):
 @pytest_twisted.ensureDeferred
 async def test_resubmitted_job_uuid_is_charged_once(store):
     user, printer = await setup(store)
-    jobs = JobService(store, clock_at())
+    jobs = Services(store, clock_at()).jobs
     first = await jobs.submit(job(printer, uuid="job-1"))
     second = await jobs.submit(job(printer, uuid="job-1"))
     assert first[1].uuid == second[1].uuid == "job-1"
@@ -79,7 +79,7 @@ async def test_resubmitted_job_uuid_is_charged_once(store):
 @pytest_twisted.ensureDeferred
 async def test_insufficient_balance_is_denied_and_nothing_charged(store):
     user, printer = await setup(store, balance="0.50")
-    decision, record = await JobService(store, clock_at()).submit(job(printer))
+    decision, record = await Services(store, clock_at()).jobs.submit(job(printer))
     assert decision.action is JobAction.DENY
     assert decision.reason.startswith("insufficient balance")
     assert record.status is JobStatus.DENIED
@@ -92,7 +92,7 @@ async def test_concurrent_jobs_never_overdraw_a_restricted_account(store):
     """40 jobs at 0.80 race for a 5.00 balance: exactly 6 print, the cache never lets a 7th
     through, and the balance equals the sum of the ledger."""
     user, printer = await setup(store)
-    jobs = JobService(store, clock_at())
+    jobs = Services(store, clock_at()).jobs
     results = await defer.gatherResults([jobs.submit(job(printer)) for _ in range(40)])
     printed = [d for d, _ in results if d.action is JobAction.PRINT]
     assert len(printed) == 6
@@ -106,7 +106,7 @@ async def test_concurrent_jobs_never_overdraw_a_restricted_account(store):
 @pytest_twisted.ensureDeferred
 async def test_hold_printer_holds_without_charging(store):
     user, printer = await setup(store, hold_mode=HoldMode.HOLD)
-    decision, record = await JobService(store, clock_at()).submit(job(printer))
+    decision, record = await Services(store, clock_at()).jobs.submit(job(printer))
     assert decision.action is JobAction.HOLD and record.status is JobStatus.HELD
     assert decision.cost == D("0.8000")
     balance, _ = await balance_and_sum(store, user.personal_account_id)
@@ -116,7 +116,7 @@ async def test_hold_printer_holds_without_charging(store):
 @pytest_twisted.ensureDeferred
 async def test_unknown_user_is_denied_and_logged(store):
     _, printer = await setup(store)
-    decision, record = await JobService(store, clock_at()).submit(job(printer, username="mallory"))
+    decision, record = await Services(store, clock_at()).jobs.submit(job(printer, username="mallory"))
     assert decision.action is JobAction.DENY and "unknown user" in decision.reason
     assert (await store.get_job(record.uuid)).username == "mallory"
 
@@ -125,7 +125,7 @@ async def test_unknown_user_is_denied_and_logged(store):
 async def test_duplicate_job_within_window_is_denied(store):
     _, printer = await setup(store, filters=Filters(duplicate_window_seconds=60))
     clock = clock_at()
-    jobs = JobService(store, clock)
+    jobs = Services(store, clock).jobs
     assert (await jobs.submit(job(printer)))[0].action is JobAction.PRINT
     clock.advance(30)
     assert (await jobs.submit(job(printer)))[0].reason.startswith("duplicate job")
@@ -137,7 +137,7 @@ async def test_duplicate_job_within_window_is_denied(store):
 async def test_shared_account_needs_access(store):
     user, printer = await setup(store)
     physics = await store.create_shared_account("physics", initial_balance=D("100"))
-    jobs = JobService(store, clock_at())
+    jobs = Services(store, clock_at()).jobs
     denied, _ = await jobs.submit(job(printer, account_id=physics.id))
     assert denied.action is JobAction.DENY and denied.reason.startswith("account not available")
     group = await store.create_group("physicists")
@@ -151,12 +151,15 @@ async def test_shared_account_needs_access(store):
 
 @pytest_twisted.ensureDeferred
 async def test_cached_printer_is_forgotten_after_a_change(store):
-    from dataclasses import replace
-
+    """The job path caches printers and users; a change made through the services reaches
+    the next decision (their change event), with nothing else to call."""
     user, printer = await setup(store)
-    jobs = JobService(store, clock_at())
+    services = Services(store, clock_at())
+    jobs = services.jobs
     await jobs.submit(job(printer))
-    await store.update_printer(printer.id, cost_model=replace(printer.cost_model, grey=D("1.00")))
-    jobs.directory.forget_printer(printer.id)
+    await services.printers.update(SYSTEM, printer.id, cost_model={"grey": D("1.00")})
     decision, _ = await jobs.submit(job(printer, colour_pages=0))
     assert decision.cost == D("4.0000")
+    await services.users.update(SYSTEM, "alice", disabled=True)
+    decision, _ = await jobs.submit(job(printer))
+    assert decision.action is JobAction.DENY and "user disabled" in decision.reason

@@ -15,8 +15,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
-from pcnet.app.jobs import JobService
 from pcnet.app.provider_ops import ProviderOps
+from pcnet.app.services import SYSTEM, NodeSessions, Services, ServiceSettings
 from pcnet.domain.model import CostModel, JobStatus, OfflinePolicy
 from pcnet.errors import PcnetError
 from pcnet.net.line import Operations, RemoteError
@@ -24,7 +24,7 @@ from pcnet.provider.journal import HeldJobs, OfflineJournal, PrinterCache
 from pcnet.provider.service import PrintProvider, ServerLink
 from tests.store.helpers import check_ledger
 
-from ..provider.fakes import FakeCups
+from tests.fakes import FakeCups
 
 D = Decimal
 PRINTED_AT = 1_700_000_000
@@ -33,7 +33,7 @@ PRINTED_AT = 1_700_000_000
 class ServerSide:
     """The provider's session as the server's operations see it."""
 
-    role, node, connected = "provider", "print01", True
+    role, node, connected, peer = "provider", "print01", True, None
 
     def request(self, op, **fields):   # the server's pushes: none in these tests
         return defer.fail(AssertionError(f"unexpected push {op}"))
@@ -77,9 +77,11 @@ class Replay:
 
     async def build(self, store, tmp_path, *, policy=OfflinePolicy.FLAG):
         self.store = store
-        self.jobs = JobService(store, reactor, offline_policy=policy)
         self.sessions = {}   # the server's pcnet/1 sessions, for its pushes
-        self.ops = ProviderOps(store, self.jobs, reactor, sessions=self.sessions)
+        self.services = Services(store, reactor, settings=ServiceSettings(offline_policy=policy),
+                                 sessions=NodeSessions(self.sessions))
+        self.jobs = self.services.jobs
+        self.ops = ProviderOps(self.services)
         self.bridge = Bridge(self.ops.register(Operations()).handlers())
         self.alice = await store.create_user("alice", initial_balance=D("10.0000"))
         self.bob = await store.create_user("bob", initial_balance=D("10.0000"))
@@ -284,7 +286,7 @@ async def test_a_quarantined_entry_is_retried_on_request_and_resolved(store, tmp
     await store.create_printer("annex", server="print01", queue="annex")
     # The server pushes journal.retry to the provider (here: in process).
     r.sessions[("provider", "print01")] = _ProviderPushes(r)
-    retried = await r.ops.retry_quarantined(entry.id)
+    retried = await r.services.quarantine.retry(SYSTEM, entry.id)
     assert retried.state == "retrying" and len(r.journal) == 1
     assert await r.flush() == 1
     assert (await store.get_job(uuid)).status is JobStatus.PRINTED

@@ -14,8 +14,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from pcnet.app.jobs import JobService
 from pcnet.app.provider_ops import ProviderOps
+from pcnet.app.services import Services
 from pcnet.domain.model import CostModel, HoldMode
 from pcnet.errors import InvalidInput
 from pcnet.net.line import Operations
@@ -79,8 +79,7 @@ class Session:
 
 
 async def world(store):
-    jobs = JobService(store, reactor)
-    handlers = ProviderOps(store, jobs, reactor).register(Operations()).handlers()
+    handlers = ProviderOps(Services(store, reactor)).register(Operations()).handlers()
     alice = await store.create_user("alice", initial_balance=D("10.0000"))
     office = await store.create_printer("office", server="print01", queue="office",
                                         cost_model=CostModel(grey=D("0.1000")))

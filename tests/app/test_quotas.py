@@ -7,6 +7,7 @@ import pytest_twisted
 from twisted.internet import task
 
 from pcnet.app.quotas import QuotaScheduler
+from pcnet.app.services import Services
 from pcnet.domain.model import QuotaPeriod, TransactionKind
 
 D = Decimal
@@ -30,7 +31,7 @@ async def test_due_quota_tops_up_members_once_per_period_and_respects_cap(store)
     quota = await store.create_quota(students.id, D("5.00"), QuotaPeriod.DAILY, cap=D("10.00"),
                                      next_due_at=datetime(2026, 11, 23, tzinfo=timezone.utc))
     c = clock()
-    scheduler = QuotaScheduler(store, c)
+    scheduler = QuotaScheduler(Services(store, c))
     assert await scheduler.run_due() == 2
     assert (await store.get_account(alice.personal_account_id)).balance == D("6.0000")
     assert (await store.get_account(bob.personal_account_id)).balance == D("10.0000")  # capped

@@ -23,8 +23,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 
-from pcnet.app.jobs import JobService
-from pcnet.app.provider_ops import StoreNodeRegistry
+from pcnet.app.services import Services
 from pcnet.domain.secrets import hash_token, new_token
 from pcnet.errors import StoreUnavailable
 from pcnet.net.line import LineServerFactory, Operations
@@ -95,8 +94,9 @@ async def test_the_main_flows_never_log_a_secret(url):
             admin = await store.create_user("root", admin=True, restricted=False)
             token = new_token()
             await store.create_api_token("tests", hash_token(token), user_id=admin.id)
-            registry = StoreNodeRegistry(store, reactor)
-            api = AdminApi(store, JobService(store, reactor), reactor, nodes=registry)
+            services = Services(store, reactor)
+            registry = services.nodes.registry()
+            api = AdminApi(services, reactor)
             root = Resource()
             api.mount(root)
             site = PcnetSite(root)
@@ -141,6 +141,13 @@ async def test_the_main_flows_never_log_a_secret(url):
                 assert b'"re":1' in transport.value()
                 protocol.connectionLost(Failure(ConnectionDone()))
             assert (await store.get_node("print01")).status == "approved"
+            # The audit log records every change above, and none of its secrets.
+            audit, total = await store.list_audit(limit=1000)
+            assert total >= 4
+            audited = repr(audit)
+            assert "scrypt$" not in audited and "'password': 'set'" in audited
+            secrets_in_audit = [x for x in secrets + [code] if x in audited]
+            assert secrets_in_audit == []
         finally:
             await store.stop()
 

@@ -6,7 +6,6 @@ from twisted.internet import task
 
 from pcnet import config as configlib
 from pcnet.app.service import ApplicationServer, with_backlog
-from tests.app.memory_store import MemoryStore
 
 CONFIG = """
 [server]
@@ -25,7 +24,7 @@ user_failures = 2
 
 def server():
     cfg = configlib.parse(CONFIG)
-    return ApplicationServer(cfg, task.Clock(), MemoryStore(), tls_options=None)
+    return ApplicationServer(cfg, task.Clock(), None, tls_options=None)
 
 
 def test_the_configured_caps_and_throttle_are_built_once_for_the_server():

@@ -52,7 +52,7 @@ async def test_import_users_creates_updates_and_reports_bad_rows(data_dir, tmp_p
     result = pcnet("import-users", "--config", str(data_dir / "pcnet.toml"), str(csv))
     assert result.returncode == 1
     assert "2 created, 0 updated, 2 rejected" in result.stdout
-    assert "line 3: username: required" in result.stderr
+    assert "line 3: username: must not be empty" in result.stderr
     assert "line 4: initial_balance" in result.stderr
     assert "Traceback" not in result.stderr
 

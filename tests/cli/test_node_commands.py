@@ -38,11 +38,12 @@ async def check(data_dir, role, name, credential, code=None, host="192.0.2.7"):
     """A node's hello as the server judges it (the registry on the same database)."""
     from twisted.internet import reactor
 
-    from pcnet.app.provider_ops import StoreNodeRegistry
+    from pcnet.app.services import Services
 
     store = await open_store(data_dir)
     try:
-        return await StoreNodeRegistry(store, reactor).check(role, name, credential, Peer(host), code)
+        registry = Services(store, reactor).nodes.registry()
+        return await registry.check(role, name, credential, Peer(host), code)
     finally:
         await store.stop()
 

@@ -9,6 +9,7 @@ import pytest
 import pytest_twisted
 import treq
 from klein import Klein
+from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer, endpoints, ssl
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.server import Site
@@ -20,7 +21,6 @@ from pcnet.net.line import (
     LinkDown,
     Operations,
     RemoteError,
-    client_service,
     connect,
 )
 from pcnet.net.listener import MultiplexingFactory
@@ -137,7 +137,10 @@ async def test_tls_only_port_refuses_plain_http_but_serves_https_and_pcnet(pki):
         factory = LineClientFactory(
             role="site", node="site-a", credential="s" * 43, clock=reactor
         )
-        service = client_service(node_endpoint(reactor, pki, port), factory, clock=reactor)
+        # As the Print Provider keeps its link: a ClientService preparing each connection.
+        service = ClientService(node_endpoint(reactor, pki, port), factory, clock=reactor,
+                                retryPolicy=backoffPolicy(initialDelay=1.0, maxDelay=30.0),
+                                prepareConnection=factory.prepare)
         service.startService()
         try:
             node = await service.whenConnected()

@@ -9,13 +9,12 @@ import uuid as uuidlib
 from decimal import Decimal
 
 import pytest
-from twisted.internet import task
+from twisted.internet import defer, task
 
-from tests.app.memory_store import MemoryStore
 from tests.net._support import (CREDENTIAL, connect_in_memory, failure_of, make_pki, result_of,
                                 tls_client, tls_server)
-from pcnet.app.jobs import JobService
 from pcnet.app.provider_ops import ProviderOps
+from pcnet.app.services import SYSTEM, Services
 from pcnet.domain.model import CostModel, FailureMode, HoldMode, JobStatus
 from pcnet.net import tls
 from pcnet.net.line import LineClientFactory, LineServerFactory, LinkDown, Operations
@@ -23,7 +22,8 @@ from pcnet.net.registry import MemoryNodeRegistry, NodeStatus
 from pcnet.provider.journal import HeldJobs, OfflineJournal, PrinterCache
 from pcnet.provider.service import PrintProvider, ServerLink
 
-from .fakes import FakeCups
+from tests.fakes import FakeCups
+from tests.fakes.store import inline_store
 
 D = Decimal
 
@@ -34,21 +34,22 @@ def pki():
 
 
 class Deployment:
-    """An Application Server's provider operations on a MemoryStore and one provider, linked
-    by pcnet/1 over in-memory TLS."""
+    """An Application Server's services and provider operations on a store that answers at
+    once (the real SQLite store, inline: tests.fakes.store), and one provider, linked by pcnet/1
+    over in-memory TLS."""
 
     def __init__(self, tmp_path, pki):
         self.clock = task.Clock()
         self.clock.advance(1_800_000_000)
-        self.store = MemoryStore()
-        self.jobs = JobService(self.store, self.clock)
-        self.server_ops = ProviderOps(self.store, self.jobs, self.clock)
+        self.store = inline_store(self.clock)
+        self.services = Services(self.store, self.clock)
+        self.server_ops = ProviderOps(self.services)
         registry = MemoryNodeRegistry()
         registry.add("provider", "print01", CREDENTIAL)
         self.registry = registry
         self.server_factory = LineServerFactory(self.server_ops.register(Operations()), registry,
                                                 clock=self.clock, server_name="app1")
-        self.server_ops.attach(self.server_factory)
+        self.services.sessions.attach(self.server_factory)
         self.server_options = tls.server_tls_options(pki.server_pem, pki.server_key_pem)
         self.client_options = tls.client_tls_options("pcnet.test", pki.ca_pem)
 
@@ -142,23 +143,24 @@ def test_a_job_is_decided_and_charged_through_the_link(dep):
 def test_held_job_release_is_pushed_to_the_provider_and_charged_when_printed(dep):
     dep.connect()
     assert dep.job("secure", 2)["action"] == "hold"
-    (held,), _ = result_of(dep.server_ops.list_held())
-    d = dep.server_ops.release(held["uuid"], by="admin")
+    (held,), _ = result_of(defer.ensureDeferred(dep.services.held_jobs.list()))
+    d = defer.ensureDeferred(dep.services.held_jobs.release(SYSTEM, held.uuid))
     dep.flush()
-    assert result_of(d)["status"] == "released"
+    assert result_of(d).status is JobStatus.RELEASED
     assert dep.cups.released == [2]
     assert dep.balance() == D("10.0000")  # not charged until it prints
     assert dep.job("secure", 2)["action"] == "print"  # CUPS runs the backend again
     dep.flush()
     assert dep.balance() == D("9.2000")
-    assert result_of(dep.store.get_job(held["uuid"])).status is JobStatus.PRINTED
+    assert result_of(dep.store.get_job(held.uuid)).status is JobStatus.PRINTED
 
 
 def test_find_me_job_prints_at_the_chosen_printer_at_its_price(dep):
     dep.connect()
     assert dep.job("findme", 3)["action"] == "hold"
-    (held,), _ = result_of(dep.server_ops.list_held())
-    d = dep.server_ops.release(held["uuid"], printer_id=dep.printers["colour"].id)
+    (held,), _ = result_of(defer.ensureDeferred(dep.services.held_jobs.list()))
+    d = defer.ensureDeferred(dep.services.held_jobs.release(SYSTEM, held.uuid,
+                                                            printer=dep.printers["colour"].id))
     dep.flush()
     result_of(d)
     reply = dep.job("findme", 3)

@@ -16,7 +16,7 @@ from pcnet.provider.service import BackendProtocol, PrintProvider, ServerLink, a
 from pcnet.errors import InvalidInput
 from pcnet.net.line import RemoteError
 
-from .fakes import FakeCups, FakeSession, remote_error
+from tests.fakes import FakeCups, ServerSession, remote_error
 
 ANALYSIS = {"pages": 3, "colour_pages": 1, "duplex": False, "copies": 1, "paper_size": "A4",
             "error": None, "fallback": False}
@@ -58,7 +58,7 @@ class World:
         return defer.succeed(dict(self.analysis))
 
     def connect(self, handlers):
-        self.server = FakeSession({"printers.register": self.register, **handlers})
+        self.server = ServerSession({"printers.register": self.register, **handlers})
         self.link.attach(self.server)
         return self.server
 

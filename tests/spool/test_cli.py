@@ -25,7 +25,7 @@ def test_one_json_object_per_file_and_success_status():
         "colour_page_numbers": [],
         "duplex": False,
         "copies": 1,
-        "paper_size": "Letter",
+        "paper_size": "A4",   # it states none: pcnet's one default paper size
         "error": None,
         "fallback": False,
         "limits_hit": [],
@@ -33,6 +33,14 @@ def test_one_json_object_per_file_and_success_status():
     assert (records[1]["format"], records[1]["colour_page_numbers"], records[1]["paper_size"]) == (
         "pdf", [1], "Letter",
     )  # fmt: skip
+
+
+def test_the_paper_of_a_file_that_states_none_can_be_given_as_a_provider_would():
+    out = io.StringIO()
+    paths = [str(TESTDATA / "testfile.pcl"), str(TESTDATA / "onepage-a4.pdf")]
+    assert analyse_command(paths, out, default_paper="Letter") == 0
+    pcl, pdf = (json.loads(line) for line in out.getvalue().splitlines())
+    assert pcl["paper_size"] == "Letter" and pdf["paper_size"] == "A4"   # a PDF says its own
 
 
 def test_a_failed_file_is_reported_and_sets_the_exit_status(tmp_path):

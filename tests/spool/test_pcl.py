@@ -13,8 +13,10 @@ FF = b"\x0c"
 
 
 def analyse_pcl(tmp_path, data: bytes, **options):
+    """These cases are written for a print server whose default paper is Letter."""
     path = tmp_path / "job.pcl"
     path.write_bytes(data)
+    options.setdefault("default_paper", "Letter")
     return analyse(path, **options)
 
 

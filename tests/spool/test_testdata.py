@@ -73,7 +73,10 @@ def test_files_without_a_paper_size_use_the_queue_default():
     """Text and JPEG state no paper; the caller's default media is reported for them."""
     assert analyse(TESTDATA / "testfile.txt", default_paper="A4").paper_size == "A4"
     assert analyse(TESTDATA / "testfile.txt", default_paper="a4").paper_size == "A4"
-    assert analyse(TESTDATA / "color.jpg").paper_size == "Letter"
+    assert analyse(TESTDATA / "color.jpg", default_paper="Letter").paper_size == "Letter"
+    # pcnet's one default paper size, when the print server says none (the provider's is
+    # [analysis] paper_size).
+    assert analyse(TESTDATA / "color.jpg").paper_size == "A4"
     # testfile.ps has no DocumentMedia, but its %%BoundingBox is exactly a Letter sheet.
     assert analyse(TESTDATA / "testfile.ps", default_paper="A4").paper_size == "Letter"
 

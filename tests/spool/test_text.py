@@ -9,8 +9,10 @@ from pcnet.spool._text import layout
 
 
 def analyse_text(tmp_path, text: str, **options):
+    """These cases lay text out for a print server whose default paper is Letter."""
     path = tmp_path / "job.txt"
     path.write_bytes(text.encode())
+    options.setdefault("default_paper", "Letter")
     return analyse(path, **options)
 
 
@@ -28,6 +30,13 @@ def test_lines_per_page(tmp_path, lines, pages):
 def test_a4_queue_fits_more_lines(tmp_path):
     assert analyse_text(tmp_path, "x\n" * 64, default_paper="A4").pages == 1
     assert analyse_text(tmp_path, "x\n" * 64).pages == 2
+
+
+def test_without_a_default_paper_text_is_laid_out_on_pcnets_default_a4(tmp_path):
+    path = tmp_path / "job.txt"
+    path.write_bytes(b"x\n" * 64)
+    result = analyse(path)
+    assert (result.pages, result.paper_size) == (1, "A4")
 
 
 def test_long_lines_wrap(tmp_path):

@@ -1,21 +1,19 @@
-"""Fixtures for the admin API tests: a real SQLite store in a temporary directory, the job
-service, the Print Provider operations with a fake provider session, an `AdminApi` with a
-controllable clock, an administrator's token and clients."""
+"""Fixtures for the admin API tests: a real SQLite store in a temporary directory, the
+services over it with a fake provider session, the Print Provider operations, an `AdminApi`
+with a controllable clock, an administrator's token and clients."""
 
 from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
-from twisted.internet.task import Clock
 
-from twisted.internet import defer
-
-from pcnet.app.jobs import JobService
 from pcnet.app.provider_ops import ProviderOps
+from pcnet.app.services import NodeSessions, Services
 from pcnet.app.throttle import SignInPolicy, SignInThrottle
 from pcnet.domain.secrets import hash_token, new_token
 from pcnet.web.api import AdminApi
+from tests.fakes import ProviderSession
+from tests.support.clock import SteppedReactor, clock_at
 from tests.support.db import open_test_store
 
 from ._support import ApiClient
@@ -24,25 +22,9 @@ from ._support import ApiClient
 T0 = 1741773600.0
 
 
-class SteppedReactor:
-    """The real reactor (threads, timers) telling the time of a `task.Clock`, so that the
-    store, the job service and the API agree on a time the test controls."""
-
-    def __init__(self, clock: Clock):
-        self._clock = clock
-
-    def seconds(self) -> float:
-        return self._clock.seconds()
-
-    def __getattr__(self, name):
-        return getattr(reactor, name)
-
-
 @pytest.fixture
 def clock():
-    c = Clock()
-    c.advance(T0)
-    return c
+    return clock_at(T0)
 
 
 @pytest.fixture
@@ -58,45 +40,32 @@ async def store(engine, tmp_path, clock):
 
 
 @pytest.fixture
-def jobs(store, clock):
-    return JobService(store, clock)
-
-
-class ProviderSession:
-    """A connected Print Provider "print01" that records what the server pushes to it and
-    answers every push (with `answers[op](fields)` if set, else `{}`), or fails with
-    `fail_with`."""
-
-    def __init__(self):
-        self.role, self.node, self.connected = "provider", "print01", True
-        self.pushed = []
-        self.fail_with = None
-        self.answers = {}
-
-    def request(self, op, **fields):
-        self.pushed.append((op, fields))
-        if self.fail_with is not None:
-            return defer.fail(self.fail_with)
-        answer = self.answers.get(op)
-        return defer.succeed(answer(fields) if answer is not None else {})
-
-
-@pytest.fixture
 def session():
-    return ProviderSession()
+    """The connected Print Provider "print01" (records what the server pushes to it)."""
+    return ProviderSession("print01")
 
 
 @pytest.fixture
-def ops(store, jobs, clock, session):
-    return ProviderOps(store, jobs, clock, sessions={("provider", "print01"): session})
+def services(store, clock, session):
+    return Services(store, clock, sessions=NodeSessions({("provider", "print01"): session}))
 
 
 @pytest.fixture
-def api(store, jobs, clock, ops):
+def jobs(services):
+    return services.jobs
+
+
+@pytest.fixture
+def ops(services):
+    return ProviderOps(services)
+
+
+@pytest.fixture
+def api(services, clock):
     # The clock only moves when a test says so, and the throttle's hash budget refills on it:
     # a budget no test here exhausts (tests/app/test_throttle.py tests the budget itself).
     signin = SignInThrottle(clock, SignInPolicy(hashes_per_second=10_000))
-    return AdminApi(store, jobs, clock, provider_ops=ops, signin=signin)
+    return AdminApi(services, clock, signin=signin)
 
 
 @pytest_twisted.async_fixture

@@ -10,6 +10,7 @@ from pytest_twisted import ensureDeferred
 from twisted.logger import globalLogPublisher
 
 from pcnet.domain.secrets import hash_token, new_token
+from pcnet.app.services import Services
 from pcnet.web.api import AdminApi
 
 from ._support import ApiClient
@@ -143,7 +144,7 @@ async def test_bad_query_parameters_are_400(client):
 @ensureDeferred
 async def test_bad_path_parameters_are_400(client):
     for path, field in [("/quotas/0", "quota"), ("/quotas/99999999999999999999", "quota"),
-                        ("/tokens/x", "token"), ("/jobs/123", "job")]:
+                        ("/tokens/x", "token"), ("/jobs/not-a-job", "job"), ("/jobs/12x", "job")]:
         r = await client.get(path) if not path.startswith("/tokens") else await client.delete(path)
         assert r.status == 400, (path, r.json)
         assert r.error["field"] == field
@@ -151,8 +152,8 @@ async def test_bad_path_parameters_are_400(client):
 
 
 @ensureDeferred
-async def test_body_over_the_limit_is_413(store, jobs, clock, admin_token):
-    small = ApiClient(AdminApi(store, jobs, clock, max_body=100), admin_token)
+async def test_body_over_the_limit_is_413(services, clock, admin_token):
+    small = ApiClient(AdminApi(services, clock, max_body=100), admin_token)
     r = await small.post("/users", {"username": "a", "full_name": "x" * 200})
     assert r.status == 413 and r.error["code"] == "too_large"
 
@@ -171,7 +172,7 @@ async def test_body_on_a_route_without_one_is_400(client):
 
 
 @ensureDeferred
-async def test_unexpected_error_is_500_in_the_error_shape_and_logged(store, jobs, clock, admin_token):
+async def test_unexpected_error_is_500_in_the_error_shape_and_logged(store, clock, admin_token):
     class Broken:
         def __init__(self, inner):
             self._inner = inner
@@ -185,7 +186,7 @@ async def test_unexpected_error_is_500_in_the_error_shape_and_logged(store, jobs
     events = []
     globalLogPublisher.addObserver(events.append)
     try:
-        broken = ApiClient(AdminApi(Broken(store), jobs, clock), admin_token)
+        broken = ApiClient(AdminApi(Services(Broken(store), clock), clock), admin_token)
         r = await broken.get("/users")
     finally:
         globalLogPublisher.removeObserver(events.append)

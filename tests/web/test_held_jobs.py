@@ -112,11 +112,38 @@ async def test_cancel(client, ops, session):
 
 
 @ensureDeferred
-async def test_without_provider_support_held_job_actions_are_unavailable(store, jobs, clock,
-                                                                         admin_token):
-    client = ApiClient(AdminApi(store, jobs, clock), admin_token)
-    r = await client.post(f"/held-jobs/{uuidlib.uuid4()}/cancel", {})
-    assert r.status == 503 and r.error["code"] == "unavailable"
+async def test_a_job_is_named_by_uuid_or_by_its_job_log_id_and_shows_who_acted_on_it(
+        client, ops, session):
+    """The integer id job rows carry works wherever a job is named; the job log keeps who
+    released a job after it printed, and who cancelled one."""
+    await setup(client)
+    job = await hold(ops, session, "secure")
+    row = (await client.get(f"/jobs/{job}")).json
+    assert row["printer"] == "secure" and row["released_by"] == row["cancelled_by"] == ""
+    assert (await client.get(f"/jobs/{row['id']}")).json["uuid"] == job
+    r = await client.post(f"/held-jobs/{row['id']}/release", {})
+    assert r.status == 200 and r.json["released_by"] == "token:1"
+    printed = ops.register(Operations()).handlers()["job.printed"]
+    await printed(session, {"uuid": job})
+    after = (await client.get(f"/jobs/{job}")).json
+    assert after["status"] == "printed" and after["released_by"] == "token:1"
+    other = await hold(ops, session, "secure")
+    r = await client.post(f"/held-jobs/{other}/cancel", {})
+    assert r.json["cancelled_by"] == "token:1" and r.json["reason"] == "cancelled by an administrator"
+
+
+@ensureDeferred
+async def test_with_no_print_server_connected_a_release_is_503_and_a_cancel_waits(
+        services, clock, admin_token, ops, session):
+    client = ApiClient(AdminApi(services, clock), admin_token)
+    await setup(client)
+    job = await hold(ops, session, "secure")
+    session.connected = False
+    r = await client.post(f"/held-jobs/{job}/release", {})
+    assert r.status == 503 and r.error["code"] == "provider_offline"
+    r = await client.post(f"/held-jobs/{job}/cancel", {})
+    assert r.status == 200 and r.json["status"] == "cancelled"   # the provider asks job.status later
+    assert (await client.post(f"/held-jobs/{uuidlib.uuid4()}/cancel", {})).status == 404
 
 
 @ensureDeferred

@@ -15,6 +15,7 @@ from twisted.logger import globalLogPublisher
 
 from pcnet.net.line import Operations
 from pcnet.app.throttle import SignInPolicy, SignInThrottle
+from pcnet.app.services import Services
 from pcnet.web.api import AdminApi
 
 from ._support import ApiClient
@@ -163,16 +164,29 @@ async def test_find_me_release_at_a_chosen_printer(client, user, ops, session):
 
 
 @ensureDeferred
-async def test_release_needs_provider_support(store, jobs, clock, admin_token):
-    client = ApiClient(AdminApi(store, jobs, clock), admin_token)
+async def test_release_needs_the_print_server_connected(store, clock, admin_token):
+    """A server whose print servers are not connected cannot release: 503 provider_offline."""
+    client = ApiClient(AdminApi(Services(store, clock), clock), admin_token)
     user = ApiClient(client.api, None)
-    await client.post("/users", {"username": "ann", "password": PASSWORDS["ann"]})
-    await client.post("/printers", {"name": "secure", "hold_mode": "hold"})
+    await client.post("/users", {"username": "ann", "password": PASSWORDS["ann"],
+                                 "initial_balance": "1.00"})
+    await client.post("/printers", {"name": "secure", "hold_mode": "hold", "server": "print01"})
     imported = await client.post("/jobs/import", {"username": "ann", "printer": "secure", "pages": 1})
     job = imported.json["job"]["uuid"]
     assert imported.json["job"]["status"] == "held"
     r = await user.post(f"/me/held-jobs/{job}/release", {}, headers=basic("ann"))
-    assert r.status == 503 and r.error["code"] == "unavailable"
+    assert r.status == 503 and r.error["code"] == "provider_offline"
+
+
+@ensureDeferred
+async def test_an_administrator_signed_in_on_me_acts_for_themself_only(client, user, ops, session):
+    """/me acts for the signed-in user whoever it is: an administrator's own password does
+    not reach another user's jobs there (that takes an API token)."""
+    await setup(client)
+    await client.post("/users", {"username": "boss", "password": "b0ss-pw!", "admin": True})
+    anns = await hold(ops, session, "secure", owner="ann")
+    r = await user.post(f"/me/held-jobs/{anns}/release", {}, headers=basic("boss", "b0ss-pw!"))
+    assert r.status == 404 and session.pushed == []
 
 
 # --- authentication ---------------------------------------------------------------------------

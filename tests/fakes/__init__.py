@@ -1,0 +1,158 @@
+"""Test fakes, in one place, each checked against its interface with `verifyObject`
+(tests/fakes/test_fakes.py):
+
+- `ProviderSession`: a connected Print Provider as the server sees it (`ILineSession`): records
+  what the server pushes (`job.release`, `job.cancel`, `journal.retry`) and answers it;
+- `ServerSession`: the server as a Print Provider sees it (`ILineSession`): answers requests
+  with scripted handlers, or never (a server gone silent);
+- `FakeCups`: CUPS as the provider sees it (`ICupsAdmin`).
+
+Real parts are preferred where they are cheap: the store is a real SQLite or PostgreSQL store
+(tests/conftest.py), the node sessions a real `NodeSessions`.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+
+from pcnet.errors import Conflict, NotFound
+from pcnet.interfaces import ICupsAdmin, ILineSession
+from pcnet.net.line import LinkDown, RemoteError
+from pcnet.provider.cupsadmin import Queue
+
+__all__ = ["FakeCups", "ProviderSession", "ServerSession", "remote_error"]
+
+
+class _Session:
+    """What both ends' fakes share: a peer, being connected, closing."""
+
+    def __init__(self, role, node, address="192.0.2.10"):
+        self.role, self.node = role, node
+        self.peer = IPv4Address("TCP", address, 40000)
+        self.authenticated = True
+        self.connected = True
+        self.aborted: list[str] = []
+        self._closed = Deferred()
+
+    def close(self):
+        self._gone("closed")
+
+    def abort(self, why):
+        self.aborted.append(why)
+        self._gone(why)
+
+    def _gone(self, why):
+        self.connected = False
+        if not self._closed.called:
+            self._closed.callback(why)
+
+    def when_closed(self):
+        return self._closed
+
+
+@implementer(ILineSession)
+class ProviderSession(_Session):
+    """A connected Print Provider (`node`) as the server sees it. What the server pushes is
+    in `pushed` as (op, fields); each push is answered with `answers[op]`: a dict, a function
+    of the fields, or an exception (the provider's error reply) — `{}` when there is none.
+    `fail_with` fails every push with that exception."""
+
+    def __init__(self, node="print01", answers=None, *, role="provider", address="192.0.2.10"):
+        super().__init__(role, node, address)
+        self.answers = dict(answers or {})
+        self.pushed: list[tuple[str, dict]] = []
+        self.fail_with = None
+
+    def request(self, op, **fields):
+        self.pushed.append((op, fields))
+        if not self.connected:
+            return defer.fail(LinkDown("closed"))
+        if self.fail_with is not None:
+            return defer.fail(self.fail_with)
+        answer = self.answers.get(op, {})
+        if isinstance(answer, BaseException):
+            return defer.fail(answer)
+        return defer.maybeDeferred(answer, fields) if callable(answer) else defer.succeed(answer)
+
+    def ops(self, name):
+        return [f for op, f in self.pushed if op == name]
+
+
+@implementer(ILineSession)
+class ServerSession(_Session):
+    """The server as a Print Provider sees it: requests are answered with `handlers[op]
+    (fields)` (a dict, a Deferred, or raising: a `RemoteError` is the server's error reply).
+    Ops without a handler never answer (their Deferred stays pending), as a server that went
+    silent; `drop()` loses the connection, failing them with LinkDown."""
+
+    def __init__(self, handlers=None, *, node="app"):
+        super().__init__("server", node)
+        self.handlers = dict(handlers or {})
+        self.calls: list[tuple[str, dict]] = []
+        self.pending: list[Deferred] = []
+
+    def request(self, op, **fields):
+        if not self.connected:
+            return defer.fail(LinkDown("closed"))
+        self.calls.append((op, fields))
+        handler = self.handlers.get(op)
+        if handler is None:
+            d = Deferred()
+            self.pending.append(d)
+            return d
+        return defer.maybeDeferred(handler, fields)
+
+    def drop(self):
+        self.connected = False
+        for d in self.pending:
+            if not d.called:
+                d.errback(LinkDown("dropped"))
+        self._gone("dropped")
+
+    def ops(self, name):
+        return [f for op, f in self.calls if op == name]
+
+
+def remote_error(code, message="refused"):
+    """A `ServerSession` handler that answers with the server's error `code`."""
+    def handler(fields):
+        raise RemoteError(code, message)
+    return handler
+
+
+@implementer(ICupsAdmin)
+class FakeCups:
+    """CUPS as the provider sees it: queues, and the release/cancel calls it made."""
+
+    def __init__(self, queues: dict[str, str] | None = None):
+        # queue name -> original device URI; all wrapped
+        self.queues = dict(queues or {})
+        self.released: list[int] = []
+        self.cancelled: list[int] = []
+        self.finished: set[int] = set()
+
+    def _queue(self, name):
+        uri = self.queues[name]
+        return Queue(name=name, device_uri="pcnet:" + uri, wrapped=True, info=f"{name} info",
+                     location="here", make_and_model="fake")
+
+    def managed_queues(self):
+        return defer.succeed([self._queue(n) for n in sorted(self.queues)])
+
+    def queue(self, name):
+        if name not in self.queues:
+            return defer.fail(NotFound(f"no CUPS queue {name!r}"))
+        return defer.succeed(self._queue(name))
+
+    def release(self, job_id):
+        if job_id in self.finished:
+            return defer.fail(Conflict(f"job {job_id} is canceled: nothing to release"))
+        self.released.append(job_id)
+        return defer.succeed(None)
+
+    def cancel(self, job_id):
+        self.cancelled.append(job_id)
+        return defer.succeed(None)
