@@ -163,3 +163,19 @@ async def test_cached_printer_is_forgotten_after_a_change(store):
     await services.users.update(SYSTEM, "alice", disabled=True)
     decision, _ = await jobs.submit(job(printer))
     assert decision.action is JobAction.DENY and "user disabled" in decision.reason
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_job_that_names_no_paper_size_gets_the_servers_default(store):
+    """One default paper size, configurable ([jobs] paper_size): a job without one (an import
+    that gives none) is priced and logged on it."""
+    from pcnet.app.services import ServiceSettings
+
+    user, printer = await setup(store)
+    lib_letter = await store.update_printer(printer.id, cost_model=CostModel(
+        grey=D("0.10"), colour=D("0.50"), sizes={"Letter": (D("0.30"), D("0.90"))}))
+    jobs = Services(store, clock_at(), settings=ServiceSettings(paper_size="Letter")).jobs
+    decision, record = await jobs.submit(job(lib_letter, paper_size="", colour_pages=0))
+    assert record.paper_size == "Letter" and decision.cost == D("1.2000")
+    _, a4 = await Services(store, clock_at()).jobs.submit(job(lib_letter, paper_size=""))
+    assert a4.paper_size == "A4"

@@ -89,6 +89,29 @@ async def test_import_printers_with_prices_and_modes(data_dir, tmp_path):
         p = await store.get_printer_by_name("lib-1")
         assert (p.server, p.queue, p.hold_mode.value, p.failure_mode.value) == ("print01", "lib1", "hold", "hold")
         assert str(p.cost_model.colour) == "0.4000"
+        # The command's changes are in the audit log as the OS user's, with the command line.
+        (row,), _ = await store.list_audit(object_kind="printer", object_id=p.id)
+        import getpass
+
+        assert (row.action, row.actor, row.actor_name) == (
+            "printer.create", f"cli:{getpass.getuser()}", getpass.getuser())
+        assert row.detail == f"pcnet import-printers --config {data_dir / 'pcnet.toml'} {csv}"
+        assert row.after["cost_model"]["colour"] == "0.4000" and row.address
+    finally:
+        await store.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_init_records_the_first_administrator_and_token_in_the_audit_log(data_dir):
+    store = await open_store(data_dir)
+    try:
+        rows, _ = await store.list_audit(actor_kind="cli", action="token.create")
+        assert rows and rows[-1].detail.startswith(f"pcnet init --data-dir {data_dir}")
+        assert rows[-1].after["name"] == "admin (created by pcnet init)"
+        created, _ = await store.list_audit(action="user.create")
+        first = created[-1]
+        assert (first.object_name, first.after["admin"], first.after["password"]) == (
+            "admin", True, "set")
     finally:
         await store.stop()
 
