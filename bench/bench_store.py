@@ -2,8 +2,10 @@
 
 For each engine it measures, with 1, 16 and 64 concurrent submitters:
 
-- `JobService.submit` (pcnet.app.jobs): the whole Application Server core of a print job, the
-  decision and its charge and job log row (`store.record_job`, one DB transaction);
+- `JobService.submit` (pcnet.app.services.jobs, through the service layer as the server runs
+  it: validation by the rules, the actor, the change events): the whole Application Server
+  core of a print job, the decision and its charge and job log row (`store.record_job`, one
+  DB transaction);
 - `store.record_job` alone, with a ready-made job and charge;
 - the bare baseline of /work/shared/baselines/store_txn.py on the same engine: a transaction
   of one INSERT plus one balance UPDATE (SQLite: adbapi, one connection, WAL,
@@ -92,11 +94,37 @@ async def populate(store, users):
 
 
 def job_service(store, reactor):
+    """The job service as the Application Server runs it: through the service layer (with its
+    change bus and a subscriber that forgets what changes), or, on a tree from before the
+    service layer (a baseline checkout), the job service of then."""
     try:
-        from pcnet.app.jobs import JobService
+        from pcnet.app.services import Services
     except ImportError:
-        return None
-    return JobService(store, reactor)
+        try:
+            from pcnet.app.jobs import JobService
+        except ImportError:
+            return None
+        old = JobService(store, reactor)
+
+        class Old:
+            directory = old.directory
+
+            def submit(self, request):
+                return old.submit(request, origin="bench")
+
+        return Old()
+    from pcnet.app.services import Actor
+
+    jobs = Services(store, reactor).jobs
+    provider = Actor.for_node("provider", "bench", "192.0.2.1")   # as pcnet/1 job.submit calls it
+
+    class AsTheProvider:
+        directory = jobs.directory
+
+        def submit(self, request):
+            return jobs.submit(request, provider)
+
+    return AsTheProvider()
 
 
 async def bench_store(store, reactor, jobs, users, label):

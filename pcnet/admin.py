@@ -16,7 +16,6 @@ import csv
 import re
 import socket
 import sys
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 

@@ -28,7 +28,7 @@ log = Logger(namespace="pcnet.app.events")
 #: record is not known" (a watcher that saw another process write but not what).
 KINDS = frozenset({
     "user", "group", "group_member", "card", "account", "account_access", "printer", "quota",
-    "token", "node", "job", "offline_policy", "device", "setting",
+    "token", "node", "job", "offline_policy", "device", "setting", "journal_entry",
 })
 ANY = None
 

@@ -60,10 +60,11 @@ class Text:
     def check(self, value, field: str) -> str:
         if not isinstance(value, str):
             raise invalid(field, "expected text")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise invalid(field, "contains an invalid character (an unpaired surrogate)") from None
+        if not value.isascii():   # ASCII (most names) cannot hold a lone surrogate
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise invalid(field, "contains an invalid character (an unpaired surrogate)") from None
         refused = _NUL if self.controls else _CONTROL_BUT_NEWLINES if self.multiline else _CONTROL
         bad = refused.search(value)
         if bad:

@@ -11,7 +11,7 @@ by saying hello first. Nodes connecting from `auto_approve_networks` need no cod
 `pcnet.domain.enrolment.judge_hello`.
 
 `MemoryNodeRegistry` is the registry for tests and for small, config-driven deployments. The
-store-backed registry (`pcnet.app.provider_ops.StoreNodeRegistry`) follows the same rules.
+store-backed registry (`pcnet.app.services.nodes.StoreNodeRegistry`) follows the same rules.
 """
 
 from __future__ import annotations

@@ -179,3 +179,32 @@ async def test_a_job_that_names_no_paper_size_gets_the_servers_default(store):
     assert record.paper_size == "Letter" and decision.cost == D("1.2000")
     _, a4 = await Services(store, clock_at()).jobs.submit(job(lib_letter, paper_size=""))
     assert a4.paper_size == "A4"
+
+
+class _Decisions:
+    """Where the job service counts its decisions (the server's metrics' hooks)."""
+
+    def __init__(self):
+        self.now, self.decided = 0.0, []
+
+    def timer(self):
+        self.now += 0.25
+        return self.now
+
+    def job_decided(self, path, action, charged, seconds):
+        self.decided.append((path, action, charged, seconds))
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_decision_is_counted_in_the_servers_metrics(store):
+    from pcnet.app.services import Actor
+
+    user, printer = await setup(store, balance="0.50", server="print01", queue="q")
+    metrics = _Decisions()
+    jobs = Services(store, clock_at(), metrics=metrics).jobs
+    await jobs.submit(job(printer))                                  # 0.80 > 0.50: denied
+    await jobs.submit(job(printer, colour_pages=0, pages=2))          # 0.20: printed
+    await jobs.record_offline(job(printer, uuid="4a3b8f0e-0000-4000-8000-000000000001"),
+                              Actor.for_node("provider", "print01"))
+    assert metrics.decided == [("submit", "deny", False, 0.25), ("submit", "print", True, 0.25),
+                               ("offline", "print", True, 0.25)]

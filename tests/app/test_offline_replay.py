@@ -7,68 +7,26 @@ still the sum of its ledger afterwards."""
 
 from __future__ import annotations
 
-import json
 import uuid as uuidlib
 from decimal import Decimal
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor, task
+from twisted.internet import reactor, task
 
 from pcnet.app.provider_ops import ProviderOps
 from pcnet.app.services import SYSTEM, NodeSessions, Services, ServiceSettings
 from pcnet.domain.model import CostModel, JobStatus, OfflinePolicy
 from pcnet.errors import PcnetError
-from pcnet.net.line import Operations, RemoteError
+from pcnet.net.line import Operations
 from pcnet.provider.journal import HeldJobs, OfflineJournal, PrinterCache
 from pcnet.provider.service import PrintProvider, ServerLink
 from tests.store.helpers import check_ledger
 
-from tests.fakes import FakeCups
+from tests.fakes import FakeCups, LoopbackSession, ProviderSession
 
 D = Decimal
 PRINTED_AT = 1_700_000_000
-
-
-class ServerSide:
-    """The provider's session as the server's operations see it."""
-
-    role, node, connected, peer = "provider", "print01", True, None
-
-    def request(self, op, **fields):   # the server's pushes: none in these tests
-        return defer.fail(AssertionError(f"unexpected push {op}"))
-
-
-class Bridge:
-    """A provider's pcnet/1 session to the real `ProviderOps`, in process, answering as
-    pcnet/net/line.py does: fields travel as JSON; a `PcnetError` becomes an error reply with
-    its code; anything else is a bug, answered `internal` (and collected in `bugs`)."""
-
-    connected = True
-
-    def __init__(self, handlers):
-        self.handlers = handlers
-        self.calls: list[tuple[str, dict]] = []
-        self.bugs: list = []
-        self._server = ServerSide()
-
-    def request(self, op, **fields):
-        wire = json.loads(json.dumps(fields))
-        self.calls.append((op, wire))
-        handler = self.handlers.get(op)
-        if handler is None:
-            return defer.fail(RemoteError("unknown_op", op))
-
-        def failed(f):
-            if f.check(PcnetError):
-                raise RemoteError(f.value.code, f.value.message)
-            self.bugs.append(f)
-            raise RemoteError("internal", "internal error")
-
-        return defer.maybeDeferred(handler, self._server, wire).addErrback(failed)
-
-    def when_closed(self):
-        return defer.Deferred()
 
 
 class Replay:
@@ -82,7 +40,9 @@ class Replay:
                                  sessions=NodeSessions(self.sessions))
         self.jobs = self.services.jobs
         self.ops = ProviderOps(self.services)
-        self.bridge = Bridge(self.ops.register(Operations()).handlers())
+        # The provider's link: its requests reach the real operations, as print01's.
+        self.bridge = LoopbackSession(self.ops.register(Operations()).handlers(),
+                                      ProviderSession("print01"))
         self.alice = await store.create_user("alice", initial_balance=D("10.0000"))
         self.bob = await store.create_user("bob", initial_balance=D("10.0000"))
         self.physics = await store.create_shared_account("physics", restricted=False)
@@ -285,7 +245,8 @@ async def test_a_quarantined_entry_is_retried_on_request_and_resolved(store, tmp
     assert (entry.error_code, entry.state) == ("not_found", "quarantined")
     await store.create_printer("annex", server="print01", queue="annex")
     # The server pushes journal.retry to the provider (here: in process).
-    r.sessions[("provider", "print01")] = _ProviderPushes(r)
+    r.sessions[("provider", "print01")] = LoopbackSession(
+        r.provider.operations().handlers(), role="provider", node="print01")
     retried = await r.services.quarantine.retry(SYSTEM, entry.id)
     assert retried.state == "retrying" and len(r.journal) == 1
     assert await r.flush() == 1
@@ -293,15 +254,3 @@ async def test_a_quarantined_entry_is_retried_on_request_and_resolved(store, tmp
     assert (await store.get_quarantined(entry.id)).state == "resolved"
     assert r.journal.quarantined() == []
     assert (await r.balances())["alice"] == D("9.2000")
-
-
-class _ProviderPushes:
-    """The server's pushes reaching the provider's own operations."""
-
-    connected = True
-
-    def __init__(self, replay):
-        self._ops = replay.provider.operations().handlers()
-
-    def request(self, op, **fields):
-        return defer.maybeDeferred(self._ops[op], None, json.loads(json.dumps(fields)))

@@ -19,6 +19,7 @@ from pcnet.app.services import Services
 from pcnet.domain.model import CostModel, HoldMode
 from pcnet.errors import InvalidInput
 from pcnet.net.line import Operations
+from tests.fakes import ProviderSession
 
 D = Decimal
 MISSING = object()
@@ -71,13 +72,6 @@ CASES = {
 }
 
 
-class Session:
-    role, node, connected = "provider", "print01", True
-
-    def request(self, op, **fields):
-        return defer.succeed({})
-
-
 async def world(store):
     handlers = ProviderOps(Services(store, reactor)).register(Operations()).handlers()
     alice = await store.create_user("alice", initial_balance=D("10.0000"))
@@ -103,7 +97,7 @@ async def world(store):
 
 async def call(handler, msg):
     """What pcnet/net/line.py hands a handler: the request as it came off the wire."""
-    return await defer.maybeDeferred(handler, Session(), json.loads(json.dumps(msg)))
+    return await defer.maybeDeferred(handler, ProviderSession("print01"), json.loads(json.dumps(msg)))
 
 
 @pytest_twisted.ensureDeferred

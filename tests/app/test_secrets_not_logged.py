@@ -30,6 +30,7 @@ from pcnet.net.line import LineServerFactory, Operations
 from pcnet.store import open_store
 from pcnet.web.api import AdminApi
 from pcnet.web.site import PcnetSite
+from tests.fakes import peer
 from tests.support.db import database_url, postgres_url
 
 MARK = "XYZZY"
@@ -41,11 +42,6 @@ SHARED_PIN = "9191" + MARK
 BAD_TOKEN = f"bad-token-{MARK}-4"
 CREDENTIAL = f"node-credential-{MARK}-5" + "c" * 20
 GUESSED_CODE = f"guessed-code-{MARK}-6"
-
-
-class Peer:
-    def __init__(self, host):
-        self.host, self.port = host, 4000
 
 
 async def http(site, method, path, body=None, *, token=None, basic=None):
@@ -129,7 +125,7 @@ async def test_the_main_flows_never_log_a_secret(url):
             for credential, enrolment in ((CREDENTIAL, code), (CREDENTIAL + "2", GUESSED_CODE),
                                           (CREDENTIAL + "3", code)):
                 protocol = factory.buildProtocol(None)
-                transport = StringTransport(peerAddress=Peer("192.0.2.1"))
+                transport = StringTransport(peerAddress=peer("192.0.2.1"))
                 protocol.makeConnection(transport)
                 protocol.dataReceived(json.dumps({
                     "op": "hello", "id": 1, "version": 1, "role": "provider", "node": "print01",

@@ -279,7 +279,8 @@ async def test_a_charge_publishes_the_job_and_its_account_and_keeps_the_cached_b
     w.published()
     request = JobRequest(username="ann", printer_id=printer.id, pages=2)
     decision, job = await s.jobs.submit(request, ADMIN)
-    assert decision.action is JobAction.PRINT and job.printer_name == "lib"
+    assert decision.action is JobAction.PRINT
+    assert (await store.get_job(job.uuid)).printer_name == "lib"
     assert w.published() == [("job", "create"), ("account", "update")]
     cached = s.jobs.directory._accounts[ann.personal_account_id][1]
     assert cached.balance == D("4.8000")

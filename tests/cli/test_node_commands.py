@@ -7,11 +7,7 @@ import pytest_twisted
 from tests.support.db import ENGINES, postgres_database, postgres_url, skip_unless_postgres_enabled
 
 from tests.cli.test_admin_commands import open_store, pcnet
-
-
-class Peer:
-    def __init__(self, host):
-        self.host, self.port = host, 4000
+from tests.fakes import peer
 
 
 @pytest.fixture(params=ENGINES)
@@ -43,7 +39,7 @@ async def check(data_dir, role, name, credential, code=None, host="192.0.2.7"):
     store = await open_store(data_dir)
     try:
         registry = Services(store, reactor).nodes.registry()
-        return await registry.check(role, name, credential, Peer(host), code)
+        return await registry.check(role, name, credential, peer(host), code)
     finally:
         await store.stop()
 

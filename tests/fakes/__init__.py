@@ -5,6 +5,9 @@
   what the server pushes (`job.release`, `job.cancel`, `journal.retry`) and answers it;
 - `ServerSession`: the server as a Print Provider sees it (`ILineSession`): answers requests
   with scripted handlers, or never (a server gone silent);
+- `LoopbackSession`: one end's session delivering each request to the other end's real
+  operation handlers in process, through JSON, answering as pcnet/net/line.py does
+  (`ILineSession`);
 - `FakeCups`: CUPS as the provider sees it (`ICupsAdmin`).
 
 Real parts are preferred where they are cheap: the store is a real SQLite or PostgreSQL store
@@ -18,12 +21,14 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from pcnet.errors import Conflict, NotFound
+import json
+
+from pcnet.errors import Conflict, NotFound, PcnetError
 from pcnet.interfaces import ICupsAdmin, ILineSession
 from pcnet.net.line import LinkDown, RemoteError
 from pcnet.provider.cupsadmin import Queue
 
-__all__ = ["FakeCups", "ProviderSession", "ServerSession", "remote_error"]
+__all__ = ["FakeCups", "LoopbackSession", "ProviderSession", "ServerSession", "peer", "remote_error"]
 
 
 class _Session:
@@ -116,6 +121,38 @@ class ServerSession(_Session):
         return [f for op, f in self.calls if op == name]
 
 
+@implementer(ILineSession)
+class LoopbackSession(_Session):
+    """A session whose requests reach `handlers` (the other end's `Operations().handlers()`)
+    in process, as the line protocol would deliver them: the fields travel as JSON; a
+    `PcnetError` comes back as a `RemoteError` with its code; anything else is a bug, answered
+    `internal` and collected in `bugs`. The handlers see `caller` as their session."""
+
+    def __init__(self, handlers, caller=None, *, role="server", node="app"):
+        super().__init__(role, node)
+        self.handlers = handlers
+        self.caller = caller
+        self.calls: list[tuple[str, dict]] = []
+        self.bugs: list = []
+
+    def request(self, op, **fields):
+        if not self.connected:
+            return defer.fail(LinkDown("closed"))
+        wire = json.loads(json.dumps(fields))
+        self.calls.append((op, wire))
+        handler = self.handlers.get(op)
+        if handler is None:
+            return defer.fail(RemoteError("unknown_op", op))
+
+        def failed(f):
+            if f.check(PcnetError):
+                raise RemoteError(f.value.code, f.value.message)
+            self.bugs.append(f)
+            raise RemoteError("internal", "internal error")
+
+        return defer.maybeDeferred(handler, self.caller, wire).addErrback(failed)
+
+
 def remote_error(code, message="refused"):
     """A `ServerSession` handler that answers with the server's error `code`."""
     def handler(fields):
@@ -156,3 +193,8 @@ class FakeCups:
     def cancel(self, job_id):
         self.cancelled.append(job_id)
         return defer.succeed(None)
+
+
+def peer(host: str, port: int = 4000) -> IPv4Address:
+    """The address a connection comes from, as Twisted gives it (a real `IPv4Address`)."""
+    return IPv4Address("TCP", host, port)

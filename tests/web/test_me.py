@@ -10,7 +10,6 @@ import uuid as uuidlib
 
 import pytest
 from pytest_twisted import ensureDeferred
-from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
 from pcnet.net.line import Operations

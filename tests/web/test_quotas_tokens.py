@@ -3,6 +3,7 @@
 from pytest_twisted import ensureDeferred
 
 from pcnet.domain.secrets import hash_token
+from tests.fakes import peer
 
 
 @ensureDeferred
@@ -69,11 +70,6 @@ async def test_tokens_only_for_enabled_administrators(client):
     assert r.status == 201 and r.json["api_token"]["user_id"] is None
 
 
-class Peer:
-    def __init__(self, host):
-        self.host, self.port = host, 4000
-
-
 @ensureDeferred
 async def test_nodes_list_approve_reject(client, api, clock):
     """Invite (a one-time code, shown once), enrol through the registry, list, approve, reject,
@@ -93,8 +89,8 @@ async def test_nodes_list_approve_reject(client, api, clock):
     assert [i["name"] for i in listed.json["items"]] == ["print01", "site-north"]
     assert code.encode() not in listed.raw and site_code.encode() not in listed.raw
 
-    assert await api.services.nodes.registry().check("provider", "print01", "cred-1", Peer("10.0.0.5"), code) is NodeStatus.APPROVED
-    assert await api.services.nodes.registry().check("site", "site-north", "cred-2", Peer("10.1.0.1"), site_code) is NodeStatus.PENDING
+    assert await api.services.nodes.registry().check("provider", "print01", "cred-1", peer("10.0.0.5"), code) is NodeStatus.APPROVED
+    assert await api.services.nodes.registry().check("site", "site-north", "cred-2", peer("10.1.0.1"), site_code) is NodeStatus.PENDING
     assert (await client.get("/node-invitations")).json["items"] == []
     listed = (await client.get("/nodes", params={"status": "pending"})).json
     assert [n["name"] for n in listed["items"]] == ["site-north"]
@@ -113,14 +109,14 @@ async def test_nodes_list_approve_reject(client, api, clock):
     assert (await client.delete("/nodes/print01")).status == 204
     assert (await client.get("/nodes/print01")).status == 404
     assert (await client.delete("/nodes/print01")).status == 404
-    assert await api.services.nodes.registry().check("provider", "print01", "cred-1", Peer("10.0.0.5")) is NodeStatus.REJECTED
+    assert await api.services.nodes.registry().check("provider", "print01", "cred-1", peer("10.0.0.5")) is NodeStatus.REJECTED
 
     # Invitations expire; they can be withdrawn; a name of another role must be deleted first.
     r = await client.post("/node-invitations", {"name": "mfd-1", "role": "device", "expires_hours": 1})
     clock.advance(3601)
     (item,) = (await client.get("/node-invitations")).json["items"]
     assert item["name"] == "mfd-1" and item["expired"] is True
-    assert await api.services.nodes.registry().check("device", "mfd-1", "c", Peer("10.2.0.1"), r.json["code"]) is NodeStatus.REJECTED
+    assert await api.services.nodes.registry().check("device", "mfd-1", "c", peer("10.2.0.1"), r.json["code"]) is NodeStatus.REJECTED
     assert (await client.delete("/node-invitations/mfd-1")).status == 204
     assert (await client.delete("/node-invitations/mfd-1")).status == 404
     r = await client.post("/node-invitations", {"name": "site-north", "role": "provider"})

@@ -69,12 +69,15 @@ class Services:
     `clock` is an `IReactorTime` (the reactor, or a `task.Clock` in tests); `bus` a
     `ChangeBus` (a new one if None); `settings` the `ServiceSettings` (read once from the
     configuration); `threads` an `IReactorThreads` for password hashing off the reactor thread
-    (None: hash in place, as the `pcnet` commands and tests do).
+    (None: hash in place, as the `pcnet` commands and tests do); `sessions` the
+    `INodeSessions` (a new `NodeSessions` if None); `metrics` where the job service counts
+    its decisions (`timer()`, `job_decided(path, action, charged, seconds)`), or None.
     """
 
     def __init__(self, store, clock, bus: ChangeBus | None = None, *,
-                 settings: ServiceSettings | None = None, threads=None, sessions=None):
-        self.ctx = Context(store, clock, bus, settings, threads)
+                 settings: ServiceSettings | None = None, threads=None, sessions=None,
+                 metrics=None):
+        self.ctx = Context(store, clock, bus, settings, threads, metrics)
         self.store = store
         self.clock = clock
         self.bus = self.ctx.bus

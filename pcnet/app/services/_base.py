@@ -33,7 +33,14 @@ class ServiceSettings:
 
     @classmethod
     def from_config(cls, cfg) -> ServiceSettings:
-        """From a `pcnet.config.Config` (the `[jobs]` section)."""
+        """From the server's configuration (its `[jobs]` section): a validated
+        `pcnet.config.Config`, or a typed settings object whose `jobs` has `limits`,
+        `offline_policy`, `hold_expiry_hours` (and `paper_size`)."""
+        typed = getattr(cfg, "jobs", None)
+        if typed is not None and hasattr(typed, "limits"):
+            return cls(job_limits=typed.limits, offline_policy=OfflinePolicy(typed.offline_policy),
+                       hold_expiry_hours=float(typed.hold_expiry_hours),
+                       paper_size=getattr(typed, "paper_size", DEFAULT_PAPER_SIZE))
         jobs = cfg["jobs"]
         return cls(job_limits=cfg.job_limits, offline_policy=OfflinePolicy(jobs["offline_policy"]),
                    hold_expiry_hours=float(jobs["hold_expiry_hours"]),
@@ -44,11 +51,14 @@ class Context:
     """The collaborators of every service (one per `Services`)."""
 
     def __init__(self, store, clock, bus: ChangeBus | None, settings: ServiceSettings | None,
-                 threads):
+                 threads, metrics=None):
         self.store = store
         self.clock = clock
         self.bus = bus if bus is not None else ChangeBus()
         self.settings = settings or ServiceSettings()
+        #: The server's metrics (`timer()`, `job_decided(path, action, charged, seconds)`), or
+        #: None: the job service counts every decision it records there.
+        self.metrics = metrics
         # Password and PIN hashing is slow on purpose: in the reactor's thread pool when there
         # is one, so that it never holds up the reactor.
         self.threads = threads

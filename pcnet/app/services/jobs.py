@@ -99,6 +99,7 @@ class JobService:
         self.limits = ctx.settings.job_limits
         self.offline_policy = ctx.settings.offline_policy
         self.paper_size = ctx.settings.paper_size
+        self.metrics = ctx.metrics
         #: The account whose charge is being published (see `_published`): the directory has
         #: that balance already, from the ledger row this service wrote.
         self.charging: int | None = None
@@ -165,9 +166,26 @@ class JobService:
 
     # --- live jobs -----------------------------------------------------------------------------
 
+    def _measured(self, d: Deferred, path: str, outcome) -> Deferred:
+        """Count the decision `d` fires with in the metrics: `outcome(result)` is (action,
+        charged)."""
+        metrics = self.metrics
+        if metrics is None:
+            return d
+        started = metrics.timer()
+
+        def count(result):
+            action, charged = outcome(result)
+            metrics.job_decided(path, action, charged, metrics.timer() - started)
+            return result
+
+        return d.addCallback(count)
+
     def submit(self, req: JobRequest, actor: Actor = SYSTEM) -> Deferred:
         """Decide and record a job. Fires with (Decision, JobRecord)."""
-        return Deferred.fromCoroutine(self._submit(req, actor))
+        return self._measured(Deferred.fromCoroutine(self._submit(req, actor)), "submit",
+                              lambda r: (r[0].action.value,
+                                         r[0].action is JobAction.PRINT and bool(r[1].cost)))
 
     async def _submit(self, req: JobRequest, actor: Actor):
         req = self._request(req)
@@ -210,7 +228,9 @@ class JobService:
             # The uuid was seen before: report what was decided then, not now.
             decision = Decision(_action_for_status(stored.status), stored.cost, stored.reason,
                                 stored.account_id)
-        return decision, replace(stored, printer_name=printer.name)
+        # The record as written (its printer_name is the store's to fill when read: a copy
+        # here would cost the hot path more than the rest of this method's own work).
+        return decision, stored
 
     async def _account_for(self, req: JobRequest, user: User, *,
                            fresh: bool = False) -> tuple[Account | None, bool]:
@@ -239,7 +259,7 @@ class JobService:
             created_at=now)
         stored, _ = await self.store.record_job(job, None)
         self._published(stored, None)
-        return Decision(JobAction.DENY, stored.cost, reason, None), replace(stored, printer_name=printer.name)
+        return Decision(JobAction.DENY, stored.cost, reason, None), stored
 
     # --- jobs printed or copied where pcnet does not track them (the admin API's import) -----
 
@@ -269,7 +289,7 @@ class JobService:
         charged = None
         if decision.account_id is not None:
             charged = await self.store.get_account(decision.account_id)
-        return decision, job, charged
+        return decision, replace(job, printer_name=target.name), charged
 
     # --- jobs that printed while no server answered ------------------------------------------
 
@@ -277,7 +297,8 @@ class JobService:
                        printed_at: datetime | None = None) -> Deferred:
         """Record a job that has printed while no server answered (see `_record_offline`).
         Fires with (JobRecord, Transaction | None): the stored job and its charge."""
-        return Deferred.fromCoroutine(self._record_offline(req, actor, printed_at))
+        return self._measured(Deferred.fromCoroutine(self._record_offline(req, actor, printed_at)),
+                              "offline", lambda r: ("print", r[1] is not None))
 
     async def _record_offline(self, req: JobRequest, actor: Actor, printed_at):
         """The same validation and rules as `submit`, but the job has printed, so it is never

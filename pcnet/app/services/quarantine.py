@@ -44,6 +44,7 @@ class QuarantineService(Service):
         entry = await self.store.report_quarantined(
             actor.name, key, kind=kind, job_uuid=job_uuid, error_code=error_code,
             error_message=error_message, record=record, state=state, quarantined_at=quarantined_at)
+        self.ctx.publish("journal_entry", entry.id, "update", actor.name)
         if state == "quarantined":
             log.error("provider {node!r} quarantined journal entry {key} ({kind}, job {uuid}): "
                       "{code}: {message}", node=actor.name, key=key, kind=kind,
@@ -78,5 +79,7 @@ class QuarantineService(Service):
                            f"{entry.key} in quarantine")
         log.info("{actor} asked provider {node!r} to retry journal entry {key}", actor=actor.label,
                  node=entry.node, key=entry.key)
-        return await self.store.set_quarantined_state(entry.id, "retrying", audit=self.audit(
+        retrying = await self.store.set_quarantined_state(entry.id, "retrying", audit=self.audit(
             actor, "journal.retry", "journal_entry", before=entry))
+        self.ctx.publish("journal_entry", entry.id, "update", entry.node)
+        return retrying
