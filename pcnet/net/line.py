@@ -989,6 +989,8 @@ class LineClientFactory(Factory):
         self.ops = ops if ops is not None else Operations()
         self.config = config if config is not None else LineConfig()
         self.require_tls = require_tls
+        #: Seconds one hello may wait for its answer (None: no limit).
+        self.hello_timeout: float | None = None
 
     def buildProtocol(self, addr) -> LineClientProtocol:
         return LineClientProtocol(self)
@@ -1001,7 +1003,10 @@ class LineClientFactory(Factory):
         try:
             while True:
                 try:
-                    await protocol.hello()
+                    hello = protocol.hello()
+                    if self.hello_timeout:
+                        hello.addTimeout(self.hello_timeout, self.clock)
+                    await hello
                     return protocol
                 except RemoteError as e:
                     if e.code != "pending":
@@ -1027,7 +1032,8 @@ class LineClientFactory(Factory):
             protocol.abort(str(e))
             raise
         except BaseException as e:
-            log.warn(
+            # The caller says what it does about it (pcnet.net.failover: one line per server).
+            log.debug(
                 "pcnet/1 {role} {node!r}: no session with the server: {why}",
                 role=self.role,
                 node=self.node,
