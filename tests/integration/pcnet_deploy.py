@@ -82,33 +82,77 @@ class ApiError(Exception):
 
 
 class AppServer:
+    """One Application Server process. `database`: a database URL for `pcnet init` (default:
+    SQLite in the data directory). `join`: another AppServer whose database, CA, certificate
+    and API token this one shares (a second server of an HA pair: its own name and ports; no
+    `pcnet init`, as docs/ha.md says)."""
+
     def __init__(self, root: Path, *, expiry_interval: float = 1.0,
-                 auto_approve_networks: tuple[str, ...] = ("127.0.0.0/8",)):
+                 auto_approve_networks: tuple[str, ...] = ("127.0.0.0/8",),
+                 database: str | None = None, name: str = "app", join: AppServer | None = None):
         self.root = Path(root)
-        self.data_dir = self.root / "app"
+        self.name = name
+        self.data_dir = self.root / name
         self.http_port = free_port()
         self.tls_port = free_port()
         self.expiry_interval = expiry_interval
         self.process: subprocess.Popen | None = None
-        self.log_path = self.root / "app.log"
-        out = subprocess.run(
-            [PYTHON, "-m", "pcnet.cli", "init", "--data-dir", str(self.data_dir),
-             "--host", "localhost", "--host", "127.0.0.1",
-             "--http", f"tcp:{self.http_port}:interface=127.0.0.1",
-             "--tls", f"tcp:{self.tls_port}:interface=127.0.0.1"],
-            capture_output=True, text=True, timeout=120, env=_env(), cwd=self.root)
+        self.log_path = self.root / f"{name}.log"
+        self.config = self.data_dir / "pcnet.toml"
+        self.ca_cert = self.data_dir / "tls" / "ca.pem"
+        if join is not None:
+            import shutil
+
+            self.data_dir.mkdir(parents=True, mode=0o700)
+            shutil.copytree(join.data_dir / "tls", self.data_dir / "tls")
+            text = join.config.read_text()
+            text = text.replace(f"tcp:{join.http_port}:", f"tcp:{self.http_port}:")
+            text = text.replace(f"tcp:{join.tls_port}:", f"tcp:{self.tls_port}:")
+            text = text.replace(f'name = "{join.name}"', f'name = "{name}"', 1)
+            self.config.write_text(text)
+            self.config.chmod(0o600)
+            self.token = join.token
+            return
+        command = [PYTHON, "-m", "pcnet.cli", "init", "--data-dir", str(self.data_dir),
+                   "--host", "localhost", "--host", "127.0.0.1",
+                   "--http", f"tcp:{self.http_port}:interface=127.0.0.1",
+                   "--tls", f"tcp:{self.tls_port}:interface=127.0.0.1"]
+        if database:
+            command += ["--database", database]
+        out = subprocess.run(command, capture_output=True, text=True, timeout=120, env=_env(),
+                             cwd=self.root)
         if out.returncode != 0:
             raise RuntimeError(f"pcnet init failed: {out.stderr or out.stdout}")
         self.token = next(line.split(":", 1)[1].strip() for line in out.stdout.splitlines()
                           if "API token:" in line)
-        self.config = self.data_dir / "pcnet.toml"
         text = self.config.read_text()
         text = text.replace("auto_approve_networks = []", "auto_approve_networks = "
                             + json.dumps(list(auto_approve_networks)))
         text = text.replace("heartbeat_interval = 5", "heartbeat_interval = 1")
         text = text.replace("expiry_check_interval = 60", f"expiry_check_interval = {expiry_interval}")
+        text = text.replace('name = "app"', f'name = "{name}"', 1)
         self.config.write_text(text)
-        self.ca_cert = self.data_dir / "tls" / "ca.pem"
+
+    def pcnet(self, *args, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run a `pcnet` command against this server's configuration (as an administrator on
+        the server's shell would)."""
+        return subprocess.run([PYTHON, "-m", "pcnet.cli", *args, "--config", str(self.config)],
+                              capture_output=True, text=True, timeout=timeout, env=_env(),
+                              cwd=self.root)
+
+    def kill(self) -> None:
+        """kill -9: no clean shutdown, as a crash or a power cut."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
+
+    def health(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/api/health", timeout=10) as r:
+            return r.status, json.loads(r.read())
 
     def start(self, timeout: float = 60) -> AppServer:
         self._log = open(self.log_path, "ab")
@@ -158,8 +202,12 @@ class AppServer:
 
 
 class ProviderProcess:
+    """`servers`: the Application Servers to name in `[server] servers`, in order (default:
+    just `app`, through `[server] endpoint`)."""
+
     def __init__(self, root: Path, app: AppServer, rig, *, node: str = "print01",
-                 decision_timeout: float = 10, enrolment_code: str = ""):
+                 decision_timeout: float = 10, enrolment_code: str = "",
+                 servers: list[AppServer] | None = None, failback_interval: float = 60):
         self.root = Path(root)
         self.dir = self.root / "provider"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -179,6 +227,8 @@ cups_server = "{rig.server}"
 [server]
 host = "localhost"
 endpoint = "tcp:host=127.0.0.1:port={app.http_port}"
+servers = {json.dumps([f"tcp:host=127.0.0.1:port={a.http_port}" for a in servers or ()])}
+failback_interval = {failback_interval}
 ca_cert = "{app.ca_cert}"
 decision_timeout = {decision_timeout}
 reconnect_max_delay = 1
