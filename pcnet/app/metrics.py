@@ -142,8 +142,9 @@ class _Collector:
         for role, n in sorted(counts.items()):
             links.add_metric([role], n)
         yield links
-        if m._store is not None:
-            stats = m._store.pool_stats()
+        pool_stats = getattr(m._store, "pool_stats", None)
+        if pool_stats is not None:
+            stats = pool_stats()
             pool = GaugeMetricFamily("pcnet_db_pool_connections",
                                      "database connections, by state", labels=["state"])
             pool.add_metric(["in_use"], stats["in_use"])
