@@ -1032,13 +1032,8 @@ class LineClientFactory(Factory):
             protocol.abort(str(e))
             raise
         except BaseException as e:
-            # The caller says what it does about it (pcnet.net.failover: one line per server).
-            log.debug(
-                "pcnet/1 {role} {node!r}: no session with the server: {why}",
-                role=self.role,
-                node=self.node,
-                why=e,
-            )
+            # Not logged here: the caller says what it does about it, in one line
+            # (pcnet.net.failover: once per server and reason).
             protocol.abort(f"hello failed: {e}")
             raise
 

@@ -354,3 +354,21 @@ async def test_decisions_and_http_requests_are_counted_by_route_template_not_pat
     assert 'pcnet_http_requests_total{method="GET",route="/api/v1/users/<user>",status="404"} 1.0' in text
     assert 'pcnet_http_requests_total{method="other",route="other",status="404"} 1.0' in text
     assert "alice" not in text and "wp-admin" not in text
+
+
+def test_the_metrics_token_file_is_read_once_and_must_hold_a_real_token(tmp_path):
+    from pcnet.app.service import read_metrics_token
+
+    def settings(name):
+        return configlib.app_settings(configlib.parse(f'[metrics]\ntoken_file = "{name}"\n',
+                                                      tmp_path / "pcnet.toml"))
+
+    assert read_metrics_token(configlib.app_settings(configlib.parse("", tmp_path / "pcnet.toml"))) is None
+    with pytest.raises(ConfigError, match=r"\[metrics\] token_file: cannot read"):
+        read_metrics_token(settings("missing"))
+    (tmp_path / "short").write_text("abc\n")
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        read_metrics_token(settings("short"))
+    (tmp_path / "good").write_text("0123456789abcdef-token\n")
+    (tmp_path / "good").chmod(0o600)
+    assert read_metrics_token(settings("good")) == "0123456789abcdef-token"
