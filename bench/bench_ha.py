@@ -196,10 +196,8 @@ async def main(reactor, args):
         shutil.rmtree(root, ignore_errors=True)
 
     print(f"\n{args.submitters} submitters, {args.jobs} jobs each (measured after 500 warm-up jobs)")
-    for r in (bare_sqlite, in_sqlite, bare_pg, in_pg):
-        print(r.line())
-    for r in results.values():
-        print(r.line())
+    for result in (bare_sqlite, in_sqlite, bare_pg, in_pg, *results.values()):
+        print(result.line())
     print(f"\n  ratio JobService in process / bare, SQLite      {in_sqlite.rate / bare_sqlite.rate:5.2f} x"
           "   (issue 7: today 1.35-1.79 x; the service layer may cost at most 10 % of it)")
     print(f"  ratio JobService in process / bare, PostgreSQL  {in_pg.rate / bare_pg.rate:5.2f} x"
