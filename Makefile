@@ -34,6 +34,7 @@ bench: venv
 	$(BIN)/python bench/bench_provider.py
 	$(BIN)/python bench/bench_hostile.py
 	$(BIN)/python bench/bench_outage.py
+	$(BIN)/python bench/bench_ha.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -272,6 +272,21 @@ class IStore(Interface):
     def last_change_seq():
         """The highest change sequence number handed out so far."""
 
+    # --- watching the store (health, metrics, other processes' writes) --------------------
+    def schema_status():
+        """pcnet.store.SchemaStatus: the newest migration applied, the newest this pcnet
+        knows, and whether every one is applied (a read: it also says the database answers)."""
+
+    def pool_stats():
+        """Synchronously: {"size", "in_use", "waiting"}: connections of the pool, those in use,
+        and operations waiting for one (SQLite: its writer connection and its queue)."""
+
+    def change_listener(clock, *, interval):
+        """A listener (see pcnet.store._watch) whose `start(deliver)` calls `deliver(changes)`
+        with the rows *other* connections (processes) committed, as `StoreChange`s, or None
+        when what changed is unknown; `stop()`; `how` and `connected` for the health report.
+        PostgreSQL: LISTEN/NOTIFY; SQLite: PRAGMA data_version every `interval` seconds."""
+
 
 # --- pcnet/1 line protocol (pcnet.net) --------------------------------------------------------
 

@@ -80,11 +80,14 @@ def validate_request(req: JobRequest) -> None:
 class JobDirectory:
     """A read-through cache of what the decision needs: printers, users, accounts.
 
-    Printers and users change rarely and every change goes through this process's store, so
-    they are cached until `forget_*` is called (the admin API calls it after each write).
-    Account balances change with every job: the cache keeps the balance left by the newest
-    ledger row this process has seen (by transaction id, so a late reply cannot roll it back),
-    and the store's guard still refuses any charge a stale balance would have allowed.
+    Printers and users change rarely: they are cached until a change event names them
+    (`follow(bus)`): this process's own writes are published on the bus as they commit, other
+    processes' (a `pcnet` command, a second server on the same database) by the watcher
+    (`pcnet.app.watch`). Account balances change with every job: the cache keeps the balance
+    left by the newest ledger row this process has seen (by transaction id, so a late reply
+    cannot roll it back), an event about the account forgets it, and the store's guard still
+    refuses any charge a stale balance would have allowed (another server's charges are not
+    notified, see migration postgres/0005: the guard catches them).
     """
 
     def __init__(self, store):
@@ -136,6 +139,31 @@ class JobDirectory:
         self._users.clear()
         self._accounts.clear()
 
+    # --- change events ---------------------------------------------------------------------------
+
+    #: The kinds of change that touch what this cache holds.
+    FOLLOWS = ("printer", "user", "account")
+
+    def follow(self, bus):
+        """Forget what every change event on `bus` names; returns the unsubscribe function."""
+        return bus.subscribe(self.changed, kinds=self.FOLLOWS)
+
+    def changed(self, event) -> None:
+        """A change event: forget the record it names (every record of its kind for ANY)."""
+        if event.kind == "printer":
+            self.forget_printer(event.id)
+        elif event.kind == "account":
+            self.forget_account(event.id)
+        elif event.kind == "user":
+            if event.name is None and event.id is None:
+                self.forget_user()
+                return
+            if event.name is not None:
+                self.forget_user(event.name)
+            if event.id is not None:
+                for name in [n for n, u in self._users.items() if u.id == event.id]:
+                    self._users.pop(name, None)
+
 
 class JobService:
     """Decisions, charges and the job log for the Application Server.
@@ -146,16 +174,34 @@ class JobService:
 
     def __init__(self, store, clock, *, directory: JobDirectory | None = None,
                  limits: JobLimits = DEFAULT_LIMITS,
-                 offline_policy: OfflinePolicy = OfflinePolicy.FLAG):
+                 offline_policy: OfflinePolicy = OfflinePolicy.FLAG, metrics=None):
         self.store = store
         self.clock = clock
         self.directory = directory or JobDirectory(store)
         self.limits = limits
         self.offline_policy = OfflinePolicy(offline_policy)
+        #: `pcnet.app.metrics.ServerMetrics` (or None): every recorded decision is counted.
+        self.metrics = metrics
+
+    def _measured(self, d: Deferred, path: str, outcome) -> Deferred:
+        """Count the decision `d` fires with: `outcome(result)` is (action, charged)."""
+        metrics = self.metrics
+        if metrics is None:
+            return d
+        started = metrics.timer()
+
+        def count(result):
+            action, charged = outcome(result)
+            metrics.job_decided(path, action, charged, metrics.timer() - started)
+            return result
+
+        return d.addCallback(count)
 
     def submit(self, req: JobRequest, *, origin: str = "app") -> Deferred:
         """Decide and record a job. Fires with (Decision, JobRecord)."""
-        return Deferred.fromCoroutine(self._submit(req, origin))
+        return self._measured(Deferred.fromCoroutine(self._submit(req, origin)), "submit",
+                              lambda r: (r[0].action.value,
+                                         r[0].action is JobAction.PRINT and bool(r[1].cost)))
 
     async def _submit(self, req: JobRequest, origin: str):
         validate_request(req)
@@ -234,7 +280,8 @@ class JobService:
                        origin: str) -> Deferred:
         """Record a job that has printed while no server answered (see `_record_offline`).
         Fires with (JobRecord, Transaction | None): the stored job and its charge."""
-        return Deferred.fromCoroutine(self._record_offline(req, printed_at, origin))
+        return self._measured(Deferred.fromCoroutine(self._record_offline(req, printed_at, origin)),
+                              "offline", lambda r: ("print", r[1] is not None))
 
     async def _record_offline(self, req: JobRequest, printed_at, origin: str):
         """The same validation and rules as `submit`, but the job has printed, so it is never

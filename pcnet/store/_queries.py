@@ -1088,3 +1088,9 @@ async def last_change_seq(txn):
 
 
 last_change_seq.reads_change_feed = True
+
+
+async def applied_migrations(txn):
+    """The migration versions recorded in schema_migrations."""
+    await txn.execute("SELECT version FROM schema_migrations")
+    return sorted(row[0] for row in txn.fetchall())

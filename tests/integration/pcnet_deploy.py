@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -70,12 +71,19 @@ class ApiError(Exception):
 
 
 class AppServer:
+    """One Application Server process, on loopback or inside a `host`. `database`: a database
+    URL for `pcnet init` (default: SQLite in the data directory). `join`: another AppServer whose
+    database, CA, certificate and API token this one shares (a second server of an HA pair: its
+    own name and ports; no `pcnet init`, as docs/ha.md says)."""
+
     def __init__(self, root: Path, *, host=None, database: str | None = None,
                  expiry_interval: float = 1.0,
-                 auto_approve_networks: tuple[str, ...] = ("127.0.0.0/8",)):
+                 auto_approve_networks: tuple[str, ...] = ("127.0.0.0/8",),
+                 name: str = "app", join: AppServer | None = None):
         self.root = Path(root)
         self.host = host
-        self.data_dir = self.root / "app"
+        self.name = name
+        self.data_dir = self.root / name
         self.address = host.ip if host is not None else "127.0.0.1"
         #: The name clients verify the server's certificate against.
         self.tls_name = host.ip if host is not None else "localhost"
@@ -85,7 +93,23 @@ class AppServer:
         while self.tls_port == self.http_port:
             self.tls_port = port()
         self.expiry_interval = expiry_interval
-        self.log_path = self.root / "app.log"
+        self.log_path = self.root / f"{name}.log"
+        self.config = self.data_dir / "pcnet.toml"
+        self.ca_cert = self.data_dir / "tls" / "ca.pem"
+        if join is not None:
+            import shutil
+
+            self.data_dir.mkdir(parents=True, mode=0o700)
+            shutil.copytree(join.data_dir / "tls", self.data_dir / "tls")
+            text = join.config.read_text()
+            for theirs, ours in ((join.http_port, self.http_port), (join.tls_port, self.tls_port)):
+                text = re.sub(rf"\btcp:{theirs}\b", f"tcp:{ours}", text)
+            text = text.replace(f'name = "{join.name}"', f'name = "{name}"', 1)
+            self.config.write_text(text)
+            self.config.chmod(0o600)
+            self.token = join.token
+            self.process = _process(name, _twistd("app", self.config), self.log_path, self.root, host)
+            return
         names = ["localhost", "127.0.0.1"] if host is None else [host.ip, "localhost", "127.0.0.1"]
         # On loopback only 127.0.0.1 listens; in a host, every address of the host.
         interface = ":interface=127.0.0.1" if host is None else ""
@@ -101,15 +125,14 @@ class AppServer:
             raise RuntimeError(f"pcnet init failed: {out.stderr or out.stdout}")
         self.token = next(line.split(":", 1)[1].strip() for line in out.stdout.splitlines()
                           if "API token:" in line)
-        self.config = self.data_dir / "pcnet.toml"
         text = self.config.read_text()
+        text = text.replace('name = "app"', f'name = "{name}"', 1)
         text = text.replace("auto_approve_networks = []", "auto_approve_networks = "
                             + json.dumps(list(auto_approve_networks)))
         text = text.replace("heartbeat_interval = 5", "heartbeat_interval = 1")
         text = text.replace("expiry_check_interval = 60", f"expiry_check_interval = {expiry_interval}")
         self.config.write_text(text)
-        self.ca_cert = self.data_dir / "tls" / "ca.pem"
-        self.process = _process("app", _twistd("app", self.config), self.log_path, self.root, host)
+        self.process = _process(name, _twistd("app", self.config), self.log_path, self.root, host)
 
     def start(self, timeout: float = 60) -> AppServer:
         self.process.start()
@@ -137,6 +160,29 @@ class AppServer:
         self.process.kill()
 
     close = stop
+
+    def pcnet(self, *args, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run a `pcnet` command against this server's configuration (as an administrator on
+        the server's shell would)."""
+        argv = [PYTHON, "-m", "pcnet.cli", *args, "--config", str(self.config)]
+        if self.host is not None:
+            argv = self.host.command(argv)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=_env(),
+                              cwd=self.root)
+
+    def health(self):
+        """(HTTP status, JSON body) of `GET /api/health`."""
+        url = f"http://{self.address}:{self.http_port}/api/health"
+        try:
+            if self.host is not None:
+                with self.host.entered():
+                    response = urllib.request.urlopen(url, timeout=10)
+            else:
+                response = urllib.request.urlopen(url, timeout=10)
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+        with response:
+            return response.status, json.loads(response.read())
 
     def log_text(self) -> str:
         return self.process.log_text()
@@ -176,7 +222,10 @@ class AppServer:
 
 class ProviderProcess:
     def __init__(self, root: Path, app: AppServer, rig, *, node: str = "print01",
-                 decision_timeout: float = 10, enrolment_code: str = "", host=None):
+                 decision_timeout: float = 10, enrolment_code: str = "", host=None,
+                 servers: list[AppServer] | None = None, failback_interval: float = 60):
+        """`servers`: the Application Servers to name in `[server] servers`, in order (default:
+        just `app`, through `[server] endpoint`)."""
         self.root = Path(root)
         self.host = host
         self.node = node
@@ -199,6 +248,8 @@ cups_server = "{rig.server}"
 [server]
 host = "{app.tls_name}"
 endpoint = "tcp:host={app.address}:port={app.http_port}:timeout=5"
+servers = {json.dumps([f"tcp:host={a.address}:port={a.http_port}:timeout=5" for a in servers or ()])}
+failback_interval = {failback_interval}
 ca_cert = "{app.ca_cert}"
 decision_timeout = {decision_timeout}
 reconnect_max_delay = 1
