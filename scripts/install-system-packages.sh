@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages pcnet's tests need (CUPS, Ghostscript, bubblewrap for the spool
-# analysis sandbox, the pycups build headers, the SNMP simulator). Idempotent: packages already
+# analysis sandbox, the pycups build headers, the SNMP simulator,
+# net-snmp's agent and tools for the SNMP benchmark). Idempotent: packages already
 # present are skipped, so a second run is quick.
 set -euo pipefail
-packages=(libcups2-dev cups cups-client cups-bsd cups-ipp-utils ghostscript bubblewrap snmpsim iproute2 nftables)
+packages=(libcups2-dev cups cups-client cups-bsd cups-ipp-utils ghostscript bubblewrap snmpsim snmp snmpd iproute2 nftables)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,311 @@
+"""An SNMP client for printers and copiers: one poll = the plan's scalars and table columns,
+in as few requests as the agent allows, with pysnmp 7 (v1, v2c, v3 with auth/priv).
+
+pysnmp is asyncio-only: every pysnmp object lives on the loop of the `AsyncioBridge`
+(`pcnet.devices._asyncio`); Twisted code calls `SnmpPoller.poll(target, plan)` and gets a
+Deferred of plain values. At most `concurrency` polls are in flight at once (a
+`DeferredSemaphore` on the Twisted side), whatever the number of devices.
+
+One request per poll where possible: for v2c and v3 a GETBULK whose non-repeaters are the
+scalars (each asked as the GETNEXT of its lexicographic predecessor, so the answer is the
+object itself if the agent has it, and anything else if not: "not reported") and whose
+repeaters are the table columns; columns longer than one response are continued with more
+GETBULKs. SNMPv1 has no GETBULK: the same with GETNEXT, one row at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from twisted.internet.defer import Deferred, DeferredSemaphore
+
+from pcnet.devices._asyncio import AsyncioBridge
+from pcnet.devices.printer_mib import OID, PollPlan
+from pcnet.errors import DeviceUnavailable, PcnetError
+
+AUTH_PROTOCOLS = ("MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512")
+PRIV_PROTOCOLS = ("DES", "3DES", "AES", "AES192", "AES256")
+_MAX_SUBID = 4294967295
+
+
+class SnmpTimeout(DeviceUnavailable):
+    """No answer within the timeout and retries: a missed poll."""
+
+    code = "snmp_timeout"
+
+
+class SnmpError(PcnetError):
+    """The agent answered with an error, or refused the request (e.g. unknown v3 user, wrong
+    digest): the device is reachable but the poll failed."""
+
+    code = "snmp_error"
+
+
+@dataclass(frozen=True)
+class SnmpTarget:
+    """Where and how to ask. Secrets (community, keys) never appear in a repr."""
+
+    host: str
+    port: int = 161
+    version: str = "2c"
+    community: str = field(default="public", repr=False)
+    user: str = ""
+    auth_protocol: str = "SHA"
+    auth_key: str = field(default="", repr=False)
+    priv_protocol: str = "AES"
+    priv_key: str = field(default="", repr=False)
+    context: str = ""
+    timeout: float = 2.0
+    retries: int = 1
+    max_varbinds: int = 48
+
+    def __post_init__(self):
+        if self.version not in ("1", "2c", "3"):
+            raise ValueError("version must be 1, 2c or 3")
+        if self.version == "3":
+            if not self.user:
+                raise ValueError("SNMPv3 needs a user")
+            if self.priv_key and not self.auth_key:
+                raise ValueError("SNMPv3 privacy (priv_key) needs authentication (auth_key)")
+            for key in (self.auth_key, self.priv_key):
+                if key and len(key) < 8:
+                    raise ValueError("SNMPv3 keys are at least 8 characters")
+        if self.auth_protocol not in AUTH_PROTOCOLS:
+            raise ValueError(f"auth_protocol must be one of {', '.join(AUTH_PROTOCOLS)}")
+        if self.priv_protocol not in PRIV_PROTOCOLS:
+            raise ValueError(f"priv_protocol must be one of {', '.join(PRIV_PROTOCOLS)}")
+
+
+def predecessor(o: OID) -> OID:
+    """An OID just before `o` in lexicographic order, so GETNEXT of it answers `o` itself when
+    the agent has `o` (no real OID sorts between them)."""
+    if o[-1] > 0:
+        return o[:-1] + (o[-1] - 1, _MAX_SUBID)
+    return o[:-1]
+
+
+# --- the asyncio side ---------------------------------------------------------------------------
+
+
+class _Client:
+    """Lives on the bridge's loop: the pysnmp engine and the transports, by target."""
+
+    def __init__(self):
+        from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
+
+        self.engine = SnmpEngine()
+        self._transports: dict = {}
+
+    async def transport(self, t: SnmpTarget):
+        from pysnmp.hlapi.v3arch.asyncio import UdpTransportTarget
+
+        key = (t.host, t.port, t.timeout, t.retries)
+        transport = self._transports.get(key)
+        if transport is None:
+            transport = await UdpTransportTarget.create((t.host, t.port), timeout=t.timeout,
+                                                        retries=t.retries)
+            if len(self._transports) > 100_000:
+                self._transports.clear()
+            self._transports[key] = transport
+        return transport
+
+    def close(self):
+        try:
+            self.engine.close_dispatcher()
+        except Exception:
+            pass
+
+
+def _auth(t: SnmpTarget):
+    import pysnmp.hlapi.v3arch.asyncio as h
+
+    if t.version in ("1", "2c"):
+        return h.CommunityData(t.community, mpModel=0 if t.version == "1" else 1)
+    auth = {"MD5": h.usmHMACMD5AuthProtocol, "SHA": h.usmHMACSHAAuthProtocol,
+            "SHA224": h.usmHMAC128SHA224AuthProtocol, "SHA256": h.usmHMAC192SHA256AuthProtocol,
+            "SHA384": h.usmHMAC256SHA384AuthProtocol, "SHA512": h.usmHMAC384SHA512AuthProtocol}
+    priv = {"DES": h.usmDESPrivProtocol, "3DES": h.usm3DESEDEPrivProtocol,
+            "AES": h.usmAesCfb128Protocol, "AES192": h.usmAesCfb192Protocol,
+            "AES256": h.usmAesCfb256Protocol}
+    return h.UsmUserData(
+        t.user, t.auth_key or None, t.priv_key or None,
+        authProtocol=auth[t.auth_protocol] if t.auth_key else h.usmNoAuthProtocol,
+        privProtocol=priv[t.priv_protocol] if t.priv_key else h.usmNoPrivProtocol)
+
+
+_END = object()
+
+
+def _plain(value):
+    """A pysnmp value as a plain Python one: int, bytes, str; None for noSuchObject /
+    noSuchInstance; _END for endOfMibView."""
+    from pysnmp.proto import rfc1902, rfc1905
+
+    if isinstance(value, rfc1905.EndOfMibView):
+        return _END
+    if isinstance(value, (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.UnSpecified)):
+        return None
+    if isinstance(value, rfc1902.OctetString) and not isinstance(value, rfc1902.IpAddress):
+        return bytes(value.asOctets())
+    if isinstance(value, (rfc1902.Integer, rfc1902.Integer32, rfc1902.Counter32, rfc1902.Gauge32,
+                          rfc1902.TimeTicks, rfc1902.Counter64, rfc1902.Unsigned32)):
+        return int(value)
+    return value.prettyPrint()
+
+
+async def _request(client: _Client, t: SnmpTarget, non_repeaters: list[OID], columns: list[OID],
+                   repetitions: int):
+    """One GETBULK (GETNEXT for v1); the answers as [(oid, value)], scalars first."""
+    import pysnmp.hlapi.v3arch.asyncio as h
+    from pysnmp.proto import errind
+
+    transport = await client.transport(t)
+    binds = [h.ObjectType(h.ObjectIdentity(o)) for o in non_repeaters + columns]
+    auth, context = _auth(t), h.ContextData(contextName=t.context)
+    if t.version == "1":
+        error, status, index, answers = await h.next_cmd(client.engine, auth, transport, context,
+                                                         *binds, lookupMib=False)
+    else:
+        error, status, index, answers = await h.bulk_cmd(
+            client.engine, auth, transport, context, len(non_repeaters), repetitions, *binds,
+            lookupMib=False)
+    if error is not None:
+        if isinstance(error, errind.RequestTimedOut):
+            raise SnmpTimeout(f"{t.host}:{t.port}: no SNMP answer within {t.timeout:g} s "
+                              f"x {t.retries + 1}")
+        raise SnmpError(f"{t.host}:{t.port}: {error}")
+    if status and int(status):
+        if t.version == "1" and int(status) == 2:  # noSuchName: a GETNEXT ran off the MIB's end
+            return [], int(index)
+        raise SnmpError(f"{t.host}:{t.port}: {status.prettyPrint()} at varbind {int(index)}")
+    return [(tuple(vb[0]), _plain(vb[1])) for vb in answers], 0
+
+
+async def _poll(client: _Client, t: SnmpTarget, plan: PollPlan):
+    names = list(plan.scalars)
+    wanted = [plan.scalars[n] for n in names]
+    scalars: dict = {n: None for n in names}
+    tables: dict = {name: {} for name in plan.columns}
+    open_columns = {name: col for name, col in plan.columns.items()}
+    cursor = dict(open_columns)
+    first = True
+    for _ in range(1000):  # bounded: a table of a few thousand rows at most
+        columns = list(open_columns)
+        non_repeaters = [predecessor(o) for o in wanted] if first else []
+        room = max(1, t.max_varbinds - len(non_repeaters))
+        repetitions = max(1, room // max(1, len(columns))) if columns else 0
+        if not non_repeaters and not columns:
+            break
+        answers, bad_index = await _request(client, t, non_repeaters,
+                                            [cursor[c] for c in columns], repetitions)
+        if bad_index:
+            # SNMPv1: one GETNEXT ran off the end of the MIB (noSuchName) and the whole request
+            # failed with it; leave that one out and ask again for the rest.
+            k = bad_index - 1
+            if k < len(non_repeaters):
+                del names[k], wanted[k]
+            elif k - len(non_repeaters) < len(columns):
+                del open_columns[columns[k - len(non_repeaters)]]
+            else:
+                break
+            continue
+        if first:
+            for n, o, (got, value) in zip(names, wanted, answers):
+                scalars[n] = value if got == o and value is not _END else None
+            answers = answers[len(non_repeaters):]
+            first = False
+        for k, (got, value) in enumerate(answers):
+            if not columns:
+                break
+            name = columns[k % len(columns)]
+            if name not in open_columns:
+                continue
+            prefix = plan.columns[name]
+            if value is _END or got[:len(prefix)] != prefix:
+                del open_columns[name]
+                continue
+            tables[name][got[len(prefix):]] = value
+            cursor[name] = got
+        if not open_columns:
+            break
+    return scalars, tables
+
+
+# --- the Twisted side -------------------------------------------------------------------------
+
+
+class SnmpPoller:
+    """Polls SNMP agents for Twisted code; at most `concurrency` polls at once."""
+
+    def __init__(self, reactor, concurrency: int = 64):
+        self.bridge = AsyncioBridge(reactor)
+        self._semaphore = DeferredSemaphore(concurrency)
+        self._client: _Client | None = None
+
+    @property
+    def concurrency(self) -> int:
+        return self._semaphore.limit
+
+    def set_concurrency(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("concurrency must be at least 1")
+        s = self._semaphore
+        s.tokens += limit - s.limit
+        s.limit = limit
+        while s.tokens > 0 and s.waiting:
+            s.tokens -= 1
+            s.waiting.pop(0).callback(s)
+
+    async def _client_poll(self, t: SnmpTarget, plan: PollPlan):
+        if self._client is None:
+            self._client = _Client()
+        return await _poll(self._client, t, plan)
+
+    def poll(self, target: SnmpTarget, plan: PollPlan) -> Deferred:
+        """A Deferred of `(scalars, tables)` for `read_poll`; fails with `SnmpTimeout` (no
+        answer: a missed poll) or `SnmpError`."""
+        return self._semaphore.run(self.bridge.run, self._client_poll, target, plan)
+
+    def close(self) -> None:
+        async def close():
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+        self.bridge.close(close)
+
+
+class SharedPollers:
+    """One `SnmpPoller` per reactor, shared by every device that polls on it, closed when the
+    last of them lets go (so tests and servers leave no loop thread behind)."""
+
+    def __init__(self):
+        self._pollers: dict[int, list] = {}
+
+    @staticmethod
+    def _key(reactor) -> int:
+        # A device gets the runner's tracking proxy of the reactor; its pollers are shared by
+        # the reactor underneath.
+        return id(getattr(reactor, "_reactor", reactor))
+
+    def acquire(self, reactor, concurrency: int) -> SnmpPoller:
+        entry = self._pollers.get(self._key(reactor))
+        if entry is None:
+            entry = self._pollers[self._key(reactor)] = [SnmpPoller(reactor, concurrency), 0]
+        elif concurrency > entry[0].concurrency:
+            entry[0].set_concurrency(concurrency)
+        entry[1] += 1
+        return entry[0]
+
+    def release(self, reactor) -> None:
+        key = self._key(reactor)
+        entry = self._pollers.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._pollers[key]
+            entry[0].close()
+
+
+POLLERS = SharedPollers()
