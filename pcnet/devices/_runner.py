@@ -86,6 +86,8 @@ class _DriverReactor:
         alsoProvides(self, *providedBy(reactor))
 
     def __getattr__(self, name):
+        if name.startswith("__"):  # zope.interface's declarations are this proxy's own
+            raise AttributeError(name)
         return getattr(self._reactor, name)
 
     def callLater(self, delay, f, *args, **kw):
@@ -160,6 +162,8 @@ class _FencedServices:
         self._open = False
 
     def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
         target = getattr(self._services, name)
         if not callable(target):
             return target
