@@ -126,3 +126,26 @@ class SnmpSimulator:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait(5)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def set_counter(port: int, community: str, oid: str, value: int, host: str = "127.0.0.1") -> None:
+    """SET a Counter32 on an agent (a recording's `writecache` object: a copier whose counters
+    move). Blocking, on its own event loop: call it in a thread from Twisted code. net-snmp's
+    `snmpset` cannot send a Counter32, and snmpsim refuses another type for a counter."""
+    import asyncio
+
+    import pysnmp.hlapi.v3arch.asyncio as h
+
+    async def go():
+        engine = h.SnmpEngine()
+        try:
+            transport = await h.UdpTransportTarget.create((host, port), timeout=2, retries=2)
+            error, status, _, binds = await h.set_cmd(
+                engine, h.CommunityData(community, mpModel=1), transport, h.ContextData(),
+                h.ObjectType(h.ObjectIdentity(oid), h.Counter32(value)))
+            if error or int(status):
+                raise RuntimeError(f"SET {oid} failed: {error or status.prettyPrint()}")
+        finally:
+            engine.close_dispatcher()
+
+    asyncio.run(go())
