@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pcnet.config import REQUIRED
@@ -91,6 +93,13 @@ class ReaderProtocol(LineOnlyReceiver):
         self.transport.write(byte)
 
 
+def _fire(d: Deferred, result) -> None:
+    if isinstance(result, Failure):
+        d.errback(result)
+    else:
+        d.callback(None)
+
+
 class ReaderLink:
     """A reader connection that stays up (ClientService, backoff) and calls `on_card(card)`
     for each swipe; `beep()` and `error()` signal the reader."""
@@ -104,6 +113,7 @@ class ReaderLink:
         self.version: str | None = None
         self.last_error = "not connected yet"
         self.connections = 0
+        self._stopping = None
         endpoint = HostnameEndpoint(reactor, settings.host, settings.port,
                                     timeout=float(settings.connect_timeout))
         factory = Factory.forProtocol(lambda: ReaderProtocol(self))
@@ -113,11 +123,23 @@ class ReaderLink:
                                       maxDelay=float(settings.reconnect_max)))
 
     def start(self):
+        """Start connecting; a Deferred firing at the first connection."""
         self.service.startService()
-        return self.service.whenConnected(failAfterFailures=None).addCallback(lambda _: None)
+        connected = Deferred()
+        # Fired on a later turn: whenConnected fires inside ClientService's state machine, which
+        # must not be re-entered (e.g. by a caller stopping the link as soon as it is up).
+        self.service.whenConnected(failAfterFailures=None).addBoth(
+            lambda result: self.reactor.callLater(0, _fire, connected, result))
+        return connected
 
     def stop(self):
-        return self.service.stopService()
+        """Stop reconnecting and drop the connection; a second call is harmless."""
+        if self._stopping is None:
+            self._stopping = self.service.stopService()
+            self._stopping.addErrback(lambda f: None)
+        from pcnet.devices import fork
+
+        return fork(self._stopping)
 
     @property
     def connected(self) -> bool:

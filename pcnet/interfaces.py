@@ -362,7 +362,7 @@ class IDevice(Interface):
 
     def stop():
         """Stop all work, drop connections and cancel timers; a Deferred. After it fires the
-        driver calls none of its services."""
+        driver calls none of its services. Calling it again is harmless."""
 
     def status():
         """A Deferred firing with the device's current `pcnet.devices.DeviceStatus` (what the

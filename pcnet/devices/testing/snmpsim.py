@@ -84,7 +84,7 @@ class SnmpSimulator:
             mode = parent.stat().st_mode
             if not mode & 0o001:
                 os.chmod(parent, mode | 0o001)
-        self.port = free_udp_port()
+        self.port = self.port or free_udp_port()  # a restart keeps its port
         args = [SNMPSIMD, f"--data-dir={data}", f"--cache-dir={cache}",
                 f"--agent-udpv4-endpoint=127.0.0.1:{self.port}", "--process-user=nobody",
                 "--process-group=nogroup", "--logging-method=file:" + str(self.workdir / "log")]
