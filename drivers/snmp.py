@@ -10,6 +10,8 @@ never made up (`DeviceStatus.not_reported`, `Counters.not_reported`).
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
@@ -17,7 +19,7 @@ from zope.interface import implementer
 
 from pcnet.config import REQUIRED
 from pcnet.devices import DeviceState, DeviceStatus, fork, one_of, port_number, positive, setting
-from pcnet.devices.printer_mib import VENDORS, poll_plan, read_poll
+from pcnet.devices.printer_mib import SUPPLY_DESCRIPTION, VENDORS, alerts_plan, poll_plan, read_poll
 from pcnet.devices.snmp import AUTH_PROTOCOLS, POLLERS, PRIV_PROTOCOLS, SnmpError, SnmpTarget, SnmpTimeout
 from pcnet.errors import ConfigError, PcnetError
 from pcnet.interfaces import IDevice, IDeviceDriverFactory
@@ -62,6 +64,8 @@ POLL_SETTINGS = (
             "together (the largest value configured applies)", check=positive),
     setting("max_varbinds", int, 48, "variable bindings asked for in one request",
             check=_varbinds),
+    setting("describe_every", int, 10, "every this many polls the supplies' descriptions and "
+            "capacities are read again (between, only their levels)", check=_at_least(1)),
 )
 
 
@@ -95,6 +99,8 @@ class SnmpPrinter:
         self._poller = None
         self._loop: task.LoopingCall | None = None
         self._polling: defer.Deferred | None = None
+        self._meta: dict | None = None  # the supplies' descriptions from the last full poll
+        self._polls = 0
 
     def start(self):
         self._poller = POLLERS.acquire(self.reactor, self.settings.concurrency)
@@ -129,19 +135,43 @@ class SnmpPrinter:
             return fork(self._polling)
         if self._poller is None:
             return defer.succeed(None)
-        d = self._poller.poll(self.target, self.plan)
+        d = defer.ensureDeferred(self._poll_once())
         d.addCallbacks(self._answered, self._failed)
         self._polling = d
         return d
 
-    def _now(self):
-        from datetime import datetime, timezone
+    def _next_plan(self):
+        """A full poll first and every `describe_every` polls (or when the supplies changed);
+        light polls between (levels, counters, status, an alert probe): supply descriptions
+        and capacities do not change between two polls, and asking for them is most of the
+        agent's work."""
+        s = self.settings
+        if self._meta is None or self._polls % s.describe_every == 0:
+            return self.plan, True
+        rows = len(self._meta.get("supply.description", {}))
+        return poll_plan(s.device_index, self.plan.vendors, supplies=rows), False
 
+    async def _poll_once(self):
+        plan, full = self._next_plan()
+        self._polls += 1
+        scalars, tables = await self._poller.poll(self.target, plan)
+        if full:
+            self._meta = {k: tables.get(k, {}) for k in SUPPLY_DESCRIPTION}
+        else:
+            if set(tables.get("supply.level", {})) != set(self._meta["supply.description"]):
+                self._meta = None  # supplies came or went: describe them again next time
+            tables.update(self._meta or {})
+        if scalars.pop("alert.probe", None) is not None:
+            _, alert_tables = await self._poller.poll(self.target, alerts_plan(plan.device_index))
+            tables.update(alert_tables)
+        return plan, scalars, tables
+
+    def _now(self):
         return datetime.fromtimestamp(self.reactor.seconds(), tz=timezone.utc)
 
     def _answered(self, answer):
-        scalars, tables = answer
-        reading = read_poll(self.plan, scalars, tables, at=self._now())
+        plan, scalars, tables = answer
+        reading = read_poll(plan, scalars, tables, at=self._now())
         if self.settings.vendor == "auto" and self.plan.vendors != reading.vendors:
             # Ask later polls only for the vendor counters this agent has.
             self.plan = poll_plan(self.settings.device_index, reading.vendors)

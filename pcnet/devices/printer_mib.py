@@ -127,10 +127,22 @@ class PollPlan:
     columns: dict[str, OID]
     vendors: tuple[str, ...] = ()
     with_tables: bool = True
+    #: column prefixes asked once (GETNEXT of the prefix): the index of the table's first row,
+    #: or None when the table is empty; answers "is there anything?" for one binding
+    probes: dict[str, OID] = field(default_factory=dict)
+    #: rows expected per column (known from an earlier poll), so one request gets them all
+    repetitions: int | None = None
 
 
-def poll_plan(device_index: int = 1, vendors=tuple(VENDORS), *, counters_only: bool = False) -> PollPlan:
-    """What a full poll asks for; `counters_only` for a copy session's counter readings."""
+def poll_plan(device_index: int = 1, vendors=tuple(VENDORS), *, counters_only: bool = False,
+              supplies: int | None = None) -> PollPlan:
+    """What a poll asks for.
+
+    A full poll (the default) walks the supplies' type, description, capacity and level columns
+    and probes the alert table (`alert_probe`). With `supplies` (the number of supplies an earlier full poll found), a
+    light poll: the supplies' levels only (what changes), and one probe of the alert table, which
+    `alerts_plan` then reads only when it has rows. `counters_only`: the counters alone, for a
+    copy session's readings."""
     i = device_index
     scalars: dict[str, OID] = {"prtMarkerLifeCount": PRT_MARKER_LIFE_COUNT + (i, 1)}
     if not counters_only:
@@ -141,12 +153,33 @@ def poll_plan(device_index: int = 1, vendors=tuple(VENDORS), *, counters_only: b
         for counter, o in VENDORS[name].counters.items():
             scalars[f"{name}:{counter}"] = o
     columns: dict[str, OID] = {}
-    if not counters_only:
-        for name, col in SUPPLY_COLUMNS.items():
-            columns[f"supply.{name}"] = PRT_SUPPLIES + (col, i)
-        for name, col in ALERT_COLUMNS.items():
-            columns[f"alert.{name}"] = PRT_ALERTS + (col, i)
-    return PollPlan(i, scalars, columns, tuple(vendors), not counters_only)
+    if counters_only:
+        return PollPlan(i, scalars, columns, tuple(vendors), False)
+    if supplies is not None:
+        columns["supply.level"] = PRT_SUPPLIES + (SUPPLY_COLUMNS["level"], i)
+        return PollPlan(i, scalars, columns, tuple(vendors), True,
+                        probes=alert_probe(i),
+                        repetitions=supplies + 1)
+    for name, col in SUPPLY_COLUMNS.items():
+        columns[f"supply.{name}"] = PRT_SUPPLIES + (col, i)
+    return PollPlan(i, scalars, columns, tuple(vendors), True, probes=alert_probe(i))
+
+
+def alert_probe(device_index: int) -> dict[str, OID]:
+    """Most printers have no alert most of the time: one binding says whether the table has
+    rows, and only then is it walked (`alerts_plan`), instead of four columns of GETBULK
+    repetitions running past an empty table into the rest of the MIB."""
+    return {"alert.probe": PRT_ALERTS + (ALERT_COLUMNS["code"], device_index)}
+
+
+def alerts_plan(device_index: int = 1) -> PollPlan:
+    """The alert table alone (after a light poll's probe found rows)."""
+    columns = {f"alert.{name}": PRT_ALERTS + (col, device_index) for name, col in ALERT_COLUMNS.items()}
+    return PollPlan(device_index, {}, columns, (), False)
+
+
+#: The supply columns that describe rather than measure: read by full polls only.
+SUPPLY_DESCRIPTION = ("supply.type", "supply.description", "supply.max_capacity")
 
 
 def vendors_found(plan: PollPlan, scalars: dict) -> tuple[str, ...]:

@@ -1,10 +1,18 @@
 """An SNMP client for printers and copiers: one poll = the plan's scalars and table columns,
-in as few requests as the agent allows, with pysnmp 7 (v1, v2c, v3 with auth/priv).
+in as few requests as the agent allows (v1, v2c, and v3 with authentication and privacy).
 
-pysnmp is asyncio-only: every pysnmp object lives on the loop of the `AsyncioBridge`
-(`pcnet.devices._asyncio`); Twisted code calls `SnmpPoller.poll(target, plan)` and gets a
-Deferred of plain values. At most `concurrency` polls are in flight at once (a
-`DeferredSemaphore` on the Twisted side), whatever the number of devices.
+Twisted code calls `SnmpPoller.poll(target, plan)` and gets a Deferred of plain values. At most
+`concurrency` polls are in flight at once (a `DeferredSemaphore`), whatever the number of
+devices. Two carriers:
+
+- SNMPv3 goes through pysnmp 7 (its USM does the authentication and privacy). pysnmp is
+  asyncio-only: every pysnmp object lives on the loop of the `AsyncioBridge`
+  (`pcnet.devices._asyncio`), which is the reactor's own loop under the asyncio reactor and a
+  private loop thread under any other;
+- SNMPv1 and v2c go through `WireClient`, a UDP protocol on the reactor with its own BER codec
+  (`pcnet.devices._snmp_wire`), request ids, retransmission and timeouts: pysnmp's message
+  layer costs about 20 ms of CPU per printer poll, this about 1 ms (bench/bench_snmp.py), which
+  is the difference between a thousand printers a minute taking a core or not.
 
 One request per poll where possible: for v2c and v3 a GETBULK whose non-repeaters are the
 scalars (each asked as the GETNEXT of its lexicographic predecessor, so the answer is the
@@ -15,9 +23,14 @@ GETBULKs. SNMPv1 has no GETBULK: the same with GETNEXT, one row at a time.
 
 from __future__ import annotations
 
+import ipaddress
+import random
 from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.protocol import DatagramProtocol
+
+from pcnet.devices import _snmp_wire as wire
 
 from pcnet.devices._asyncio import AsyncioBridge
 from pcnet.devices.printer_mib import OID, PollPlan
@@ -181,29 +194,38 @@ async def _request(client: _Client, t: SnmpTarget, non_repeaters: list[OID], col
     return [(tuple(vb[0]), _plain(vb[1])) for vb in answers], 0
 
 
-async def _poll(client: _Client, t: SnmpTarget, plan: PollPlan):
+async def _poll(request, t: SnmpTarget, plan: PollPlan):
+    """One poll, whatever carries the requests: `await request(non_repeaters, columns,
+    repetitions)` gives `([(oid, value)], bad_index)` (pysnmp on asyncio for v3, the wire
+    client on Twisted for v1/v2c: both are awaitable from here)."""
     names = list(plan.scalars)
     wanted = [plan.scalars[n] for n in names]
-    scalars: dict = {n: None for n in names}
+    probes = list(plan.probes)
+    scalars: dict = {n: None for n in names + probes}
     tables: dict = {name: {} for name in plan.columns}
     open_columns = {name: col for name, col in plan.columns.items()}
     cursor = dict(open_columns)
     first = True
     for _ in range(1000):  # bounded: a table of a few thousand rows at most
         columns = list(open_columns)
-        non_repeaters = [predecessor(o) for o in wanted] if first else []
+        non_repeaters = ([predecessor(o) for o in wanted] + [plan.probes[p] for p in probes]
+                         if first else [])
         room = max(1, t.max_varbinds - len(non_repeaters))
         repetitions = max(1, room // max(1, len(columns))) if columns else 0
+        if plan.repetitions and first:
+            repetitions = min(repetitions, plan.repetitions)
         if not non_repeaters and not columns:
             break
-        answers, bad_index = await _request(client, t, non_repeaters,
-                                            [cursor[c] for c in columns], repetitions)
+        answers, bad_index = await request(non_repeaters, [cursor[c] for c in columns],
+                                           repetitions)
         if bad_index:
             # SNMPv1: one GETNEXT ran off the end of the MIB (noSuchName) and the whole request
             # failed with it; leave that one out and ask again for the rest.
             k = bad_index - 1
-            if k < len(non_repeaters):
+            if k < len(wanted):
                 del names[k], wanted[k]
+            elif k < len(non_repeaters):
+                del probes[k - len(wanted)]
             elif k - len(non_repeaters) < len(columns):
                 del open_columns[columns[k - len(non_repeaters)]]
             else:
@@ -212,6 +234,9 @@ async def _poll(client: _Client, t: SnmpTarget, plan: PollPlan):
         if first:
             for n, o, (got, value) in zip(names, wanted, answers):
                 scalars[n] = value if got == o and value is not _END else None
+            for n, (got, value) in zip(probes, answers[len(wanted):len(non_repeaters)]):
+                prefix = plan.probes[n]
+                scalars[n] = got[len(prefix):] if got[:len(prefix)] == prefix and value is not _END else None
             answers = answers[len(non_repeaters):]
             first = False
         for k, (got, value) in enumerate(answers):
@@ -231,6 +256,131 @@ async def _poll(client: _Client, t: SnmpTarget, plan: PollPlan):
     return scalars, tables
 
 
+# --- SNMPv1/v2c on the reactor ----------------------------------------------------------------
+
+
+class WireClient(DatagramProtocol):
+    """SNMPv1/v2c requests over one UDP socket per address family, on the reactor: request ids,
+    retransmission after `timeout` (`retries` times), answers matched by request id, sender
+    and community. Malformed or unexpected datagrams are dropped and counted."""
+
+    RESOLVE_EVERY = 300.0
+
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self._pending: dict[int, list] = {}
+        self._next_id = random.randrange(1, 1 << 30)
+        self._ports: dict[int, object] = {}
+        self._addresses: dict[str, tuple[str, float]] = {}
+        self.dropped = 0
+
+    def _port(self, family: int):
+        port = self._ports.get(family)
+        if port is None:
+            protocol = _Family(self)
+            port = self.reactor.listenUDP(0, protocol, interface="::" if family == 6 else "")
+            self._ports[family] = port
+        return port
+
+    async def _address(self, host: str) -> str:
+        try:
+            ipaddress.ip_address(host)
+            return host
+        except ValueError:
+            pass
+        known = self._addresses.get(host)
+        now = self.reactor.seconds()
+        if known is not None and now - known[1] < self.RESOLVE_EVERY:
+            return known[0]
+        try:
+            ip = await self.reactor.resolve(host)
+        except Exception as e:
+            raise SnmpTimeout(f"{host}: cannot resolve the name: {e}") from None
+        self._addresses[host] = (ip, now)
+        return ip
+
+    async def request(self, t: SnmpTarget, non_repeaters, columns, repetitions):
+        ip = await self._address(t.host)
+        family = 6 if ":" in ip else 4
+        self._next_id = self._next_id % ((1 << 31) - 1) + 1
+        rid = self._next_id
+        oids = list(non_repeaters) + list(columns)
+        if t.version == "1":
+            payload = wire.encode_request("1", t.community, wire.GETNEXT, rid, oids)
+        else:
+            payload = wire.encode_request("2c", t.community, wire.GETBULK, rid, oids,
+                                          len(non_repeaters), repetitions)
+        d = Deferred()
+        entry = [d, (ip, t.port), t.community.encode("utf-8"), payload, t.retries, None, t, family]
+        self._pending[rid] = entry
+        self._send(rid)
+        version, status, index, binds = await d
+        if status:
+            if t.version == "1" and status == 2:  # noSuchName: a GETNEXT ran off the MIB's end
+                return [], index
+            raise SnmpError(f"{t.host}:{t.port}: error-status {status} at varbind {index}")
+        return [(o, _END if v is wire.END else v) for o, v in binds], 0
+
+    def _send(self, rid: int) -> None:
+        entry = self._pending.get(rid)
+        if entry is None:
+            return
+        d, address, _, payload, retries, _, t, family = entry
+        try:
+            self._port(family).write(payload, address)
+        except Exception as e:  # e.g. no route: as good as no answer, but say why
+            del self._pending[rid]
+            d.errback(SnmpTimeout(f"{t.host}:{t.port}: cannot send: {e}"))
+            return
+        entry[5] = self.reactor.callLater(t.timeout, self._timed_out, rid)
+
+    def _timed_out(self, rid: int) -> None:
+        entry = self._pending.get(rid)
+        if entry is None:
+            return
+        if entry[4] > 0:
+            entry[4] -= 1
+            self._send(rid)
+            return
+        del self._pending[rid]
+        t = entry[6]
+        entry[0].errback(SnmpTimeout(f"{t.host}:{t.port}: no SNMP answer within {t.timeout:g} s "
+                                     f"x {t.retries + 1}"))
+
+    def received(self, data: bytes, address) -> None:
+        try:
+            version, community, rid, status, index, binds = wire.decode_response(data)
+        except wire.WireError:
+            self.dropped += 1
+            return
+        entry = self._pending.get(rid)
+        if entry is None or entry[2] != community or tuple(address[:2]) != entry[1]:
+            self.dropped += 1
+            return
+        del self._pending[rid]
+        if entry[5] is not None and entry[5].active():
+            entry[5].cancel()
+        entry[0].callback((version, status, index, binds))
+
+    def close(self) -> None:
+        pending, self._pending = self._pending, {}
+        for entry in pending.values():
+            if entry[5] is not None and entry[5].active():
+                entry[5].cancel()
+            entry[0].errback(SnmpTimeout("the SNMP client was closed"))
+        for port in self._ports.values():
+            port.stopListening()
+        self._ports = {}
+
+
+class _Family(DatagramProtocol):
+    def __init__(self, client: WireClient):
+        self.client = client
+
+    def datagramReceived(self, data, address):
+        self.client.received(data, address)
+
+
 # --- the Twisted side -------------------------------------------------------------------------
 
 
@@ -238,9 +388,11 @@ class SnmpPoller:
     """Polls SNMP agents for Twisted code; at most `concurrency` polls at once."""
 
     def __init__(self, reactor, concurrency: int = 64):
+        self.reactor = reactor
         self.bridge = AsyncioBridge(reactor)
         self._semaphore = DeferredSemaphore(concurrency)
         self._client: _Client | None = None
+        self._wire: WireClient | None = None
 
     @property
     def concurrency(self) -> int:
@@ -259,20 +411,45 @@ class SnmpPoller:
     async def _client_poll(self, t: SnmpTarget, plan: PollPlan):
         if self._client is None:
             self._client = _Client()
-        return await _poll(self._client, t, plan)
+        client = self._client
+
+        async def request(non_repeaters, columns, repetitions):
+            return await _request(client, t, non_repeaters, columns, repetitions)
+
+        return await _poll(request, t, plan)
+
+    def _wire_poll(self, t: SnmpTarget, plan: PollPlan) -> Deferred:
+        if self._wire is None:
+            self._wire = WireClient(self.reactor)
+        wire = self._wire
+
+        def request(non_repeaters, columns, repetitions):
+            return wire.request(t, non_repeaters, columns, repetitions)
+
+        return Deferred.fromCoroutine(_poll(request, t, plan))
 
     def poll(self, target: SnmpTarget, plan: PollPlan) -> Deferred:
         """A Deferred of `(scalars, tables)` for `read_poll`; fails with `SnmpTimeout` (no
-        answer: a missed poll) or `SnmpError`."""
-        return self._semaphore.run(self.bridge.run, self._client_poll, target, plan)
+        answer: a missed poll) or `SnmpError`. SNMPv1 and v2c go through the wire client on
+        the reactor; SNMPv3 through pysnmp on the asyncio bridge."""
+        if target.version == "3":
+            return self._semaphore.run(self.bridge.run, self._client_poll, target, plan)
+        return self._semaphore.run(self._wire_poll, target, plan)
 
     def close(self) -> None:
+        if self._wire is not None:
+            self._wire.close()
+            self._wire = None
+
         async def close():
             if self._client is not None:
                 self._client.close()
                 self._client = None
 
-        self.bridge.close(close)
+        if self._client is not None:
+            self.bridge.close(close)
+        else:
+            self.bridge.close()
 
 
 class SharedPollers:
@@ -291,7 +468,10 @@ class SharedPollers:
     def acquire(self, reactor, concurrency: int) -> SnmpPoller:
         entry = self._pollers.get(self._key(reactor))
         if entry is None:
-            entry = self._pollers[self._key(reactor)] = [SnmpPoller(reactor, concurrency), 0]
+            # The poller outlives any one device: it must not use a device's tracking proxy,
+            # whose sweep would close the poller's socket under the other devices.
+            real = getattr(reactor, "_reactor", reactor)
+            entry = self._pollers[self._key(reactor)] = [SnmpPoller(real, concurrency), 0]
         elif concurrency > entry[0].concurrency:
             entry[0].set_concurrency(concurrency)
         entry[1] += 1

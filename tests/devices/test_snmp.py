@@ -19,6 +19,9 @@ pytestmark = pytest.mark.integration
 
 def snmp_device(agent_port, name="printer-1", **settings):
     drivers = find_drivers()
+    # Generous timeouts: the machine running the suite may be busy, and a miss here is not
+    # what these tests are about (the missed-poll tests set their own).
+    settings = {"timeout": 5, "retries": 2, **settings}
     config = configure_device(drivers, name, "snmp", {"host": "127.0.0.1", "port": agent_port,
                                                       **settings}, printer_id=7)
     core = FakeCore()
@@ -166,3 +169,29 @@ def test_settings_hide_secrets_and_refuse_unknown_keys():
     with pytest.raises(ConfigError) as e:
         configure_device(drivers, "p", "snmp", {"host": "h", "community": 5})
     assert "5" not in str(e.value).split("community")[1]
+
+
+@pytest.mark.parametrize("community", ["sharp", "alerting", "xerox"])
+@pytest_twisted.ensureDeferred
+async def test_light_polls_between_full_ones_read_the_same_values(snmp_agent, community):
+    """Between full polls only the supplies' levels are asked for, and the alert table only
+    when its probe finds rows; what the driver reads is the same as a full poll's."""
+    device, _ = snmp_device(snmp_agent.port, community=community, poll_interval=3600,
+                            describe_every=10)
+    await device.start()
+    try:
+        full = device.reading
+        light = await device.poll()
+        assert device._polls == 2 and device._meta is not None
+        assert light.supplies == full.supplies and light.alerts == full.alerts
+        assert light.counters == full.counters and light.status.state is full.status.state
+    finally:
+        await device.stop()
+
+
+def test_light_plan_asks_for_levels_and_one_alert_probe():
+    from pcnet.devices.printer_mib import poll_plan
+
+    light = poll_plan(1, (), supplies=14)
+    assert list(light.columns) == ["supply.level"] and light.repetitions == 15
+    assert list(light.probes) == ["alert.probe"]
