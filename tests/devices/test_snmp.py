@@ -195,3 +195,58 @@ def test_light_plan_asks_for_levels_and_one_alert_probe():
     light = poll_plan(1, (), supplies=14)
     assert list(light.columns) == ["supply.level"] and light.repetitions == 15
     assert list(light.probes) == ["alert.probe"]
+
+
+ASYNCIO_REACTOR_POLL = """
+import asyncio, sys
+loop = asyncio.new_event_loop()
+asyncio.set_event_loop(loop)
+from twisted.internet import asyncioreactor
+asyncioreactor.install(loop)
+from twisted.internet import defer, reactor
+from pcnet.devices import configure_device, find_drivers
+from pcnet.devices.testing import FakeCore
+
+async def main():
+    drivers = find_drivers()
+    config = configure_device(drivers, "p", "snmp", {
+        "host": "127.0.0.1", "port": int(sys.argv[1]), "version": "3", "user": sys.argv[2],
+        "auth_key": sys.argv[3], "priv_key": sys.argv[4], "context": "sharp", "timeout": 5})
+    device = drivers["snmp"].build(config, FakeCore().services_for(config), reactor)
+    await device.start()
+    print(device._poller.bridge.mode, device.reading.counters.life)
+    await device.stop()
+
+d = defer.ensureDeferred(main())
+d.addErrback(lambda f: print(f.getTraceback()))
+d.addBoth(lambda _: reactor.stop())
+reactor.run()
+"""
+
+
+def test_v3_polls_on_the_asyncio_reactors_own_loop(snmp_agent, tmp_path):
+    """Under Twisted's asyncio reactor the bridge runs pysnmp on the reactor's loop (no
+    thread); installed the way DEPENDENCIES.md says (the loop made current first)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "poll.py"
+    script.write_text(ASYNCIO_REACTOR_POLL)
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, str(script), str(snmp_agent.port), V3.user, V3.auth_key,
+                          V3.priv_key], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip().splitlines()[-1] == "reactor loop 121104", out.stdout + out.stderr
+
+
+@pytest_twisted.ensureDeferred
+async def test_v3_polls_on_a_loop_thread_under_the_default_reactor(snmp_agent):
+    device, _ = snmp_device(snmp_agent.port, version="3", user=V3.user, auth_key=V3.auth_key,
+                            priv_key=V3.priv_key, context="sharp")
+    await device.start()
+    try:
+        assert device._poller.bridge.mode == "thread"
+        assert device.reading.counters.life == 121104
+    finally:
+        await device.stop()
