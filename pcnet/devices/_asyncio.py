@@ -19,6 +19,7 @@ private loop (after running `on_close` coroutines there, e.g. to close a library
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable
 
@@ -70,8 +71,25 @@ class AsyncioBridge:
         if self._shared is not None:
             return Deferred.fromFuture(asyncio.ensure_future(fn(*args), loop=self._shared))
         loop = self.loop
-        future = asyncio.run_coroutine_threadsafe(_call(fn, args), loop)
-        d = Deferred(lambda _: future.cancel())
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        task_box: list = []
+
+        def start():
+            # The coroutine is made here, on the loop, and only if nobody cancelled meanwhile:
+            # a coroutine object made and never awaited would be a warning and a leak.
+            if not future.set_running_or_notify_cancel():
+                return
+            task = loop.create_task(fn(*args))
+            task_box.append(task)
+            task.add_done_callback(lambda t: _settle(t, future))
+
+        def cancel(_):
+            if task_box:
+                loop.call_soon_threadsafe(task_box[0].cancel)
+            else:
+                future.cancel()
+
+        d = Deferred(cancel)
 
         def deliver(outcome):
             if d.called:  # cancelled meanwhile: the Deferred has its CancelledError already
@@ -89,6 +107,7 @@ class AsyncioBridge:
             self._reactor.callFromThread(deliver, outcome)
 
         future.add_done_callback(done)
+        loop.call_soon_threadsafe(start)
         return d
 
     def close(self, on_close: Callable[[], Awaitable] | None = None, timeout: float = 5.0) -> None:
@@ -113,5 +132,10 @@ class AsyncioBridge:
             loop.close()
 
 
-async def _call(fn, args):
-    return await fn(*args)
+def _settle(task: asyncio.Task, future: concurrent.futures.Future) -> None:
+    if task.cancelled():
+        future.set_exception(asyncio.CancelledError())
+    elif task.exception() is not None:
+        future.set_exception(task.exception())
+    else:
+        future.set_result(task.result())
