@@ -176,10 +176,24 @@ class SnmpPrinter:
             # Ask later polls only for the vendor counters this agent has.
             self.plan = poll_plan(self.settings.device_index, reading.vendors)
         self.missed = 0
+        self._log_changes(self.reading, reading)
         self.reading = reading
         self._status = reading.status
         self._report(reading)
         return reading
+
+    def _log_changes(self, before, after) -> None:
+        """A change of state, error bits or alerts is worth a line in the log (not every poll)."""
+        was = before.status if before is not None else None
+        now = after.status
+        if was is None or (was.state, was.error_states) != (now.state, now.error_states):
+            log.info("printer {name!r} is {state}: {detail}", name=self.name,
+                     state=now.state.value, detail=now.detail or "no detail")
+        codes = {(a.severity, a.code) for a in after.alerts}
+        old = {(a.severity, a.code) for a in before.alerts} if before is not None else set()
+        for severity, code in sorted(codes - old):
+            log.info("printer {name!r}: alert {severity} {code}", name=self.name,
+                     severity=severity, code=code)
 
     def _failed(self, failure):
         if failure.check(defer.CancelledError):

@@ -250,3 +250,17 @@ async def test_v3_polls_on_a_loop_thread_under_the_default_reactor(snmp_agent):
         assert device.reading.counters.life == 121104
     finally:
         await device.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_changes_of_state_and_new_alerts_are_logged_once(snmp_agent):
+    from twisted.logger import capturedLogs
+
+    device, _ = snmp_device(snmp_agent.port, community="alerting", poll_interval=3600)
+    with capturedLogs() as events:
+        await device.start()
+        await device.poll()
+        await device.stop()
+    lines = [e["log_format"].format(**e) for e in events if e.get("log_namespace") == "drivers.snmp"]
+    assert sum("is error" in line for line in lines) == 1
+    assert sum("alert critical jam" in line for line in lines) == 1
