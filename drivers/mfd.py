@@ -19,6 +19,7 @@ One user at a time: a device has one panel. The job log is read at each sign-out
 
 from __future__ import annotations
 
+import hmac
 import html
 import json
 import uuid as uuidlib
@@ -100,8 +101,6 @@ class _Panel:
         if not key:
             return True
         given = request.getHeader("x-pcnet-panel-key") or request.args.get(b"key", [b""])[0].decode("utf-8", "replace")
-        import hmac
-
         return hmac.compare_digest(given.encode(), key.encode())
 
     def _guard(self, request):
@@ -113,10 +112,13 @@ class _Panel:
         self.mfd.touch()
         return None
 
-    @app.handle_errors(InvalidInput)
-    def invalid(self, request, failure):
-        request.setResponseCode(400)
-        return _page("Try again", f"<p>{html.escape(failure.value.message)}</p>")
+    @app.handle_errors(PcnetError)
+    def refused(self, request, failure):
+        # A bad field, a refused release, a device that does not answer: a page saying so,
+        # never a 500 (the panel is a person's screen).
+        request.setResponseCode(failure.value.http_status)
+        return _page("Try again", f"<p>{html.escape(failure.value.message)}</p>"
+                     "<p><a href='/panel'>Back</a></p>")
 
     @app.route("/panel", methods=["GET"])
     def sign_in_page(self, request):
@@ -331,8 +333,13 @@ class Mfd:
         accounts = await self.services.accounts(identity.user_id)
         self.session = PanelSession(identity, accounts, accounts[0].id)
         self.touch()
-        self.held = await self.services.held_jobs(identity.user_id)
-        await self._unlock()
+        try:
+            self.held = await self.services.held_jobs(identity.user_id)
+            await self._unlock()
+        except PcnetError:
+            self.session, self.held = None, []  # not signed in: the person may try again
+            self.touch()
+            raise
         log.info("mfd {name!r}: {user} signed in", name=self.name, user=identity.username)
 
     async def _limits(self, account) -> tuple:

@@ -178,3 +178,18 @@ async def test_an_unknown_card_is_refused_on_the_panel():
     async with Rig() as rig:
         code, page = await rig.panel.sign_in_card("NOPE")
         assert code == 401 and rig.mfd.locked and rig.device.session is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_device_that_stops_answering_gives_the_panel_an_error_page_not_a_500():
+    async with Rig() as rig:
+        rig.core.add_user("hana", card="C8")
+        rig.mfd.available = False
+        code, page = await rig.panel.sign_in_card("C8")
+        assert code == 503 and "HTTP 503" in page and rig.device.session is None
+        assert (await rig.device.status()).state is DeviceState.ERROR
+        rig.mfd.available = True
+        await rig.device.read_joblog()
+        assert (await rig.device.status()).state is DeviceState.UP
+        code, _ = await rig.panel.sign_in_card("C8")
+        assert code == 200 and not rig.mfd.locked
