@@ -54,6 +54,18 @@ class SnmpError(PcnetError):
     code = "snmp_error"
 
 
+class SnmpTooBig(SnmpError):
+    """The agent's answer would not fit its buffer (error-status tooBig): ask for less."""
+
+    code = "snmp_too_big"
+
+
+def _status_error(t: SnmpTarget, status: int, index: int, text: str = "") -> SnmpError:
+    if status == 1:
+        return SnmpTooBig(f"{t.host}:{t.port}: tooBig")
+    return SnmpError(f"{t.host}:{t.port}: {text or f'error-status {status}'} at varbind {index}")
+
+
 @dataclass(frozen=True)
 class SnmpTarget:
     """Where and how to ask. Secrets (community, keys) never appear in a repr."""
@@ -190,7 +202,7 @@ async def _request(client: _Client, t: SnmpTarget, non_repeaters: list[OID], col
     if status and int(status):
         if t.version == "1" and int(status) == 2:  # noSuchName: a GETNEXT ran off the MIB's end
             return [], int(index)
-        raise SnmpError(f"{t.host}:{t.port}: {status.prettyPrint()} at varbind {int(index)}")
+        raise _status_error(t, int(status), int(index), status.prettyPrint())
     return [(tuple(vb[0]), _plain(vb[1])) for vb in answers], 0
 
 
@@ -206,18 +218,27 @@ async def _poll(request, t: SnmpTarget, plan: PollPlan):
     open_columns = {name: col for name, col in plan.columns.items()}
     cursor = dict(open_columns)
     first = True
+    budget = t.max_varbinds
     for _ in range(1000):  # bounded: a table of a few thousand rows at most
         columns = list(open_columns)
         non_repeaters = ([predecessor(o) for o in wanted] + [plan.probes[p] for p in probes]
                          if first else [])
-        room = max(1, t.max_varbinds - len(non_repeaters))
+        room = max(1, budget - len(non_repeaters))
         repetitions = max(1, room // max(1, len(columns))) if columns else 0
         if plan.repetitions and first:
             repetitions = min(repetitions, plan.repetitions)
         if not non_repeaters and not columns:
             break
-        answers, bad_index = await request(non_repeaters, [cursor[c] for c in columns],
-                                           repetitions)
+        try:
+            answers, bad_index = await request(non_repeaters, [cursor[c] for c in columns],
+                                               repetitions)
+        except SnmpTooBig:
+            # A small agent (many printers have a 484-byte buffer): ask for half as much,
+            # and keep asking for that little for the rest of this poll.
+            if repetitions <= 1:
+                raise
+            budget = max(len(non_repeaters) + len(columns), budget // 2)
+            continue
         if bad_index:
             # SNMPv1: one GETNEXT ran off the end of the MIB (noSuchName) and the whole request
             # failed with it; leave that one out and ask again for the rest.
@@ -318,7 +339,7 @@ class WireClient(DatagramProtocol):
         if status:
             if t.version == "1" and status == 2:  # noSuchName: a GETNEXT ran off the MIB's end
                 return [], index
-            raise SnmpError(f"{t.host}:{t.port}: error-status {status} at varbind {index}")
+            raise _status_error(t, status, index)
         return [(o, _END if v is wire.END else v) for o, v in binds], 0
 
     def _send(self, rid: int) -> None:

@@ -8,6 +8,7 @@ from twisted.internet.protocol import ClientFactory
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from pcnet.devices import (
     DeviceConfig,
@@ -18,7 +19,7 @@ from pcnet.devices import (
 )
 from pcnet.devices.testing import FakeCore
 from pcnet.errors import DriverError
-from pcnet.interfaces import IDevice, IDeviceDriverFactory
+from pcnet.interfaces import IDevice, IDeviceDriverFactory, IDeviceServices
 
 POLICY = RunnerPolicy(start_timeout=5, stop_timeout=2, status_interval=10, status_timeout=3,
                       status_failures=2, initial_backoff=1, max_backoff=8)
@@ -189,6 +190,7 @@ def test_a_stopped_driver_can_no_longer_call_its_services():
 
     driver = ScriptedDriver("d", start=remember)
     runner, clock, core = run((driver, "d1"))
+    verifyObject(IDeviceServices, kept["services"])
     failure = []
     kept["services"].authenticate_card("1").addErrback(failure.append)
     assert failure and failure[0].check(DriverError)

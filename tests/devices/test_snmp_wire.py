@@ -128,3 +128,41 @@ async def test_a_silent_agent_is_asked_again_then_times_out():
     finally:
         client.close()
         await port.stopListening()
+
+
+class SmallAgent(DatagramProtocol):
+    """An agent with a small buffer: tooBig for any GETBULK asking more than 2 repetitions,
+    otherwise endOfMibView for everything (an empty agent)."""
+
+    def __init__(self):
+        self.repetitions = []
+
+    def datagramReceived(self, data, address):
+        msg, _ = decoder.decode(data, asn1Spec=V2.Message())
+        pdu = V2.apiMessage.get_pdu(msg)
+        rid = int(V2.apiBulkPDU.get_request_id(pdu))
+        reps = int(V2.apiBulkPDU.get_max_repetitions(pdu))
+        self.repetitions.append(reps)
+        asked = [tuple(o) for o, _ in V2.apiBulkPDU.get_varbinds(pdu)]
+        if reps > 2:
+            self.transport.write(response([(o, V2.Null("")) for o in asked], rid=rid, status=1), address)
+        else:
+            self.transport.write(response([(o, V2.EndOfMibView()) for o in asked], rid=rid), address)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_too_big_answer_makes_the_poll_ask_for_less():
+    from pcnet.devices.printer_mib import poll_plan
+    from pcnet.devices.snmp import SnmpPoller
+
+    agent = SmallAgent()
+    port = reactor.listenUDP(0, agent, interface="127.0.0.1")
+    poller = SnmpPoller(reactor)
+    try:
+        t = SnmpTarget("127.0.0.1", port.getHost().port, timeout=2, max_varbinds=48)
+        scalars, tables = await poller.poll(t, poll_plan(1))
+        assert all(v is None for v in scalars.values())
+        assert agent.repetitions[0] > 2 and agent.repetitions[-1] <= 2
+    finally:
+        poller.close()
+        await port.stopListening()
