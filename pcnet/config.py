@@ -18,6 +18,16 @@ from pcnet.domain.model import JobLimits, OfflinePolicy
 from pcnet.errors import ConfigError
 
 
+class _Required:
+    """The default of a key that has none: it must be given."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED = _Required()
+
+
 @dataclass(frozen=True)
 class Key:
     type: type | tuple[type, ...]
@@ -383,17 +393,25 @@ def parse(text: str, path: Path | None = None, schema=SCHEMA) -> Config:
             if name not in keys:
                 raise ConfigError(f"{where}: [{section}] unknown key {name!r} (known: {', '.join(keys)})")
         for name, key in keys.items():
-            value = given.get(name, key.default)
-            types = key.type if isinstance(key.type, tuple) else (key.type,)
-            if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-                expected = " or ".join(t.__name__ for t in types)
-                raise ConfigError(f"{where}: [{section}] {name}: expected {expected}, got {key.show(value)}")
-            if key.check is not None:
-                problem = key.check(value)
-                if problem:
-                    raise ConfigError(f"{where}: [{section}] {name}: {key.show(value)} {problem}")
-            out[name] = value
+            out[name] = checked_value(f"{where}: [{section}] {name}", key, given.get(name, key.default))
     return Config(path, values)
+
+
+def checked_value(label: str, key: Key, value):
+    """`value` if it has the key's type and passes its check, else a `ConfigError` starting with
+    `label` (which names the file and the key). Shared by the server's files and the settings of
+    device drivers (pcnet.devices)."""
+    if value is REQUIRED:
+        raise ConfigError(f"{label}: required")
+    types = key.type if isinstance(key.type, tuple) else (key.type,)
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        expected = " or ".join(t.__name__ for t in types)
+        raise ConfigError(f"{label}: expected {expected}, got {key.show(value)}")
+    if key.check is not None:
+        problem = key.check(value)
+        if problem:
+            raise ConfigError(f"{label}: {key.show(value)} {problem}")
+    return value
 
 
 def load(path: str | Path, schema=SCHEMA) -> Config:
