@@ -33,6 +33,9 @@ bench: venv
 	$(BIN)/python bench/bench_spool.py
 	$(BIN)/python bench/bench_provider.py
 	$(BIN)/python bench/bench_hostile.py
+	$(BIN)/python bench/bench_outage.py
+	$(BIN)/python bench/bench_ha.py
+	$(BIN)/python bench/bench_snmp.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

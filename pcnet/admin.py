@@ -51,18 +51,22 @@ def run(command, args) -> int:
     return outcome.get("status", 1)
 
 
-async def _open_started_store(reactor, cfg):
+async def _open_started_store(reactor, settings):
+    """The store of `settings` (an `AppSettings`), started: a command needs few connections."""
     from pcnet.store import open_store
 
-    store = open_store(cfg.database_url, reactor=reactor, pool_size=min(cfg["database"]["pool_size"], 2))
+    store = open_store(settings.database.url, reactor=reactor,
+                       pool_size=min(settings.database.pool_size, 2))
     await store.start()
     return store
 
 
-def _services(store, reactor, cfg=None):
+def _services(store, reactor, settings):
+    """The service layer over `store`, with the server's own settings (`AppSettings`), so a
+    command applies the same job limits and defaults as the running server."""
     from pcnet.app.services import Services, ServiceSettings
 
-    return Services(store, reactor, settings=ServiceSettings.from_config(cfg) if cfg else None)
+    return Services(store, reactor, settings=ServiceSettings.from_config(settings))
 
 
 def _actor(args):
@@ -99,15 +103,16 @@ async def init(reactor, args) -> int:
     if args.tls:
         overrides["server"]["tls"] = args.tls
     text = configlib.render_example(overrides=overrides)
-    cfg = configlib.parse(text, config_path)  # validates the overrides before anything is written
+    # Validates the overrides before anything is written.
+    settings = configlib.app_settings(configlib.parse(text, config_path))
 
     hosts = args.host or default_hosts()
     tls_dir = data_dir / "tls"
     TLSFiles(tls_dir).ensure(hosts, ca_name=f"pcnet CA {socket.gethostname()}")
 
-    store = await _open_started_store(reactor, cfg)
+    store = await _open_started_store(reactor, settings)
     try:
-        services, actor = _services(store, reactor, cfg), _actor(args)
+        services, actor = _services(store, reactor, settings), _actor(args)
         password = new_token()[:20]
         user = await services.users.create(actor, args.admin, full_name="Administrator",
                                            admin=True, password=password, restricted=False)
@@ -119,13 +124,13 @@ async def init(reactor, args) -> int:
     write_durably(config_path, text.encode("utf-8"), 0o600)
     print(f"pcnet: initialised {data_dir}")
     print(f"  configuration:  {config_path}")
-    print(f"  database:       {redact_url(cfg.database_url)}")
+    print(f"  database:       {redact_url(settings.database.url)}")
     print(f"  CA certificate: {tls_dir / 'ca.pem'} (valid for {', '.join(hosts)})")
     print(f"  administrator:  {args.admin}")
     print(f"  password:       {password}")
     print(f"  API token:      {token}")
     print("  (the password and token are shown only now: keep them)")
-    if password_of(cfg.database_url):
+    if password_of(settings.database.url):
         print(f"  note: the database password is stored in {config_path} (mode 0600); to keep it"
               " out of the file, remove it from [database] url and give it in PGPASSWORD or a"
               " PGPASSFILE (see docs/security.md)")
@@ -176,9 +181,9 @@ USER_COLUMNS = {"username", "full_name", "email", "department", "office", "card_
 
 
 async def _import_rows(reactor, args, columns, required, import_row) -> int:
-    cfg = configlib.load(args.config)
-    store = await _open_started_store(reactor, cfg)
-    services, actor = _services(store, reactor, cfg), _actor(args)
+    settings = configlib.load_settings(args.config)
+    store = await _open_started_store(reactor, settings)
+    services, actor = _services(store, reactor, settings), _actor(args)
     created = updated = failed = 0
     try:
         for line, row in _read_csv(args.csv, columns, required):
@@ -244,12 +249,12 @@ async def import_printers(reactor, args) -> int:
 
 
 async def create_token(reactor, args) -> int:
-    cfg = configlib.load(args.config)
-    store = await _open_started_store(reactor, cfg)
+    settings = configlib.load_settings(args.config)
+    store = await _open_started_store(reactor, settings)
     try:
         # The API refuses the tokens of a disabled user or of one who is not an
         # administrator (403); the service refuses to make one.
-        token, _ = await _services(store, reactor, cfg).tokens.create(_actor(args), args.name,
+        token, _ = await _services(store, reactor, settings).tokens.create(_actor(args), args.name,
                                                                       user=args.user)
     finally:
         await store.stop()
@@ -262,9 +267,9 @@ async def nodes_command(reactor, args) -> int:
     from the server's shell. A node rejected or deleted here is refused at its next hello (the
     running server closes a live connection only when told through the API)."""
     verb = args.nodes_command
-    cfg = configlib.load(args.config)
-    store = await _open_started_store(reactor, cfg)
-    nodes, actor = _services(store, reactor, cfg).nodes, _actor(args)
+    settings = configlib.load_settings(args.config)
+    store = await _open_started_store(reactor, settings)
+    nodes, actor = _services(store, reactor, settings).nodes, _actor(args)
     try:
         if verb == "list":
             _print_nodes(await nodes.list(), await nodes.invitations(), _utc(reactor.seconds()))

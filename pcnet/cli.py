@@ -7,7 +7,7 @@
     pcnet nodes list|invite|approve|reject|delete --config F [NAME]
                                        node enrolment (an invitation's code is printed once)
     pcnet analyse FILE...              spool file analysis, one JSON object per file
-    pcnet cups install|wrap|unwrap|list
+    pcnet cups install|uninstall|wrap|unwrap|list   (pcnet cups --help)
 
 Every failure is one line on stderr and a non-zero exit status, never a traceback.
 """
@@ -70,13 +70,20 @@ def _parser() -> argparse.ArgumentParser:
     analyse.add_argument("--paper-size", default=None, metavar="SIZE",
                          help="paper of a file that states none, as a provider's [analysis] paper_size (default A4)")
 
-    cups = sub.add_parser("cups", help="CUPS integration: install the backend, wrap queues")
+    cups = sub.add_parser("cups", help="CUPS integration: install or uninstall the backend, wrap "
+                                       "and unwrap queues (pcnet cups --help)")
     cups.add_argument("cups_args", nargs=argparse.REMAINDER)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["cups"]:
+        # `pcnet cups` has its own commands and usage (--help included): argparse would
+        # answer `pcnet cups --help` with its own, empty, help.
+        from pcnet.provider.cupsadmin import cups_command
+
+        return cups_command(argv[1:], sys.stdout, sys.stderr)
     args = _parser().parse_args(argv)
     # What the audit log records as the command of a write made from the server's shell.
     args.command_line = argv

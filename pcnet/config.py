@@ -18,6 +18,16 @@ from pcnet.domain.model import DEFAULT_PAPER_SIZE, JobLimits, OfflinePolicy
 from pcnet.errors import ConfigError
 
 
+class _Required:
+    """The default of a key that has none: it must be given."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED = _Required()
+
+
 @dataclass(frozen=True)
 class Key:
     type: type | tuple[type, ...]
@@ -66,6 +76,8 @@ def _database_url(v):
 
 def _networks(v):
     for net in v:
+        if not isinstance(net, str):
+            return f"{net!r} is not a network such as \"10.0.0.0/8\""
         try:
             ipaddress.ip_network(net, strict=False)
         except (ValueError, TypeError):
@@ -125,6 +137,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                    " (give the password in PGPASSWORD or a PGPASSFILE rather than here)",
                    _database_url, shown=shown_database_url),
         "pool_size": Key(int, 16, "PostgreSQL connections kept open", _positive),
+        "watch_interval": Key((int, float), 0.5,
+                              "seconds between checks for writes by other processes (a pcnet command,"
+                              " a second server) on SQLite; on PostgreSQL they are heard at once"
+                              " (LISTEN/NOTIFY) and this is the delay before listening again after"
+                              " the listening connection is lost", _positive),
     },
     "tls": {
         "ca_cert": Key(str, "tls/ca.pem", "the deployment CA certificate (relative to data_dir)"),
@@ -133,7 +150,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "protocol": {
         "heartbeat_interval": Key((int, float), 5, "seconds between pcnet/1 heartbeats on an idle link", _positive),
-        "missed_beats": Key(int, 3, "heartbeats missed before a link is declared down", _positive),
+        "missed_beats": Key(int, 3, "heartbeats missed before a link is declared down", _at_least(2)),
         "max_line_length": Key(int, 1048576, "longest pcnet/1 line accepted, in bytes", _at_least(1024)),
         "hello_line_length": Key(int, 4096, "longest pcnet/1 line accepted before a node's hello is approved, in bytes", _at_least(1024)),
         "auth_timeout": Key((int, float), 10, "seconds a pcnet/1 connection may stay without an approved hello (after its TLS handshake); a pending node says hello again on a new connection", _positive),
@@ -170,6 +187,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
                               "a job printed while no server answered that breaks the limits or "
                               "the account rules: flag (charge nothing) or charge-at-limits",
                               _choice(*(p.value for p in OfflinePolicy))),
+    },
+    "metrics": {
+        "allow_networks": Key(list, ["127.0.0.0/8", "::1/128"],
+                              "GET /metrics answers clients from these networks without a token",
+                              _networks),
+        "token_file": Key(str, "",
+                          "a file (relative to data_dir, mode 0600) holding a bearer token that lets"
+                          " any client read GET /metrics (empty: no token, only allow_networks)"),
     },
 }
 
@@ -210,6 +235,163 @@ class Config:
         return url
 
 
+# --- the Application Server's settings, typed ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """[server]: who this server is and where it listens."""
+
+    name: str
+    data_dir: Path
+    http: str
+    tls: str
+    public_host: str
+    max_connections: int
+    max_connections_per_address: int
+    handshake_timeout: float
+    listen_backlog: int
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """[http]: the deadlines and size limits of every HTTP request (pcnet.web.site)."""
+
+    request_timeout: float
+    idle_timeout: float
+    max_headers: int
+    max_header_bytes: int
+    max_request_body: int
+    max_request_bodies: int
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """[database]: `url` with a relative SQLite path resolved against the data directory."""
+
+    url: str
+    pool_size: int
+    watch_interval: float
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """[tls]: the deployment CA and this server's certificate and key, as absolute paths."""
+
+    ca_cert: Path
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """[protocol]: the pcnet/1 server end (`line`, a `pcnet.net.line.LineConfig`) and the
+    networks whose nodes enrol without an administrator."""
+
+    line: Any
+    auto_approve_networks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """[jobs]: the job limits, the offline policy, held-job expiry and the paper size of a
+    job that does not say."""
+
+    limits: JobLimits
+    offline_policy: OfflinePolicy
+    hold_expiry_hours: float
+    expiry_check_interval: float
+    paper_size: str = DEFAULT_PAPER_SIZE
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """[metrics]: who may read GET /metrics: clients from `allow_networks`, or any client with
+    the bearer token held in `token_file` (None: no token)."""
+
+    allow_networks: tuple[str, ...]
+    token_file: Path | None
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """The Application Server's whole configuration, read and checked once (`load_settings`).
+
+    Sections are typed objects so that every piece takes the section it needs (a Site Server,
+    built from the same pieces, has the same `server`, `http`, `database`, `tls`, `protocol`
+    and `signin` sections). `signin` is a `pcnet.app.throttle.SignInPolicy`."""
+
+    path: Path | None
+    server: ServerSettings
+    http: HttpSettings
+    database: DatabaseSettings
+    tls: TlsSettings
+    protocol: ProtocolSettings
+    signin: Any
+    quota_check_interval: float
+    jobs: JobSettings
+    metrics: MetricsSettings
+
+
+def app_settings(cfg: Config) -> AppSettings:
+    """The typed settings of a validated configuration (a `ConfigError` naming the section if
+    a combination of values is refused)."""
+    from pcnet.app.throttle import SignInPolicy
+    from pcnet.net.line import LineConfig
+
+    where = str(cfg.path) if cfg.path is not None else "<config>"
+    srv, h, db, tls, p = cfg["server"], cfg["http"], cfg["database"], cfg["tls"], cfg["protocol"]
+    sign, jobs, metrics = cfg["signin"], cfg["jobs"], cfg["metrics"]
+    try:
+        line = LineConfig(max_line_length=p["max_line_length"],
+                          heartbeat_interval=float(p["heartbeat_interval"]),
+                          missed_beats=p["missed_beats"], hello_line_length=p["hello_line_length"],
+                          auth_timeout=float(p["auth_timeout"]))
+    except ValueError as e:
+        raise ConfigError(f"{where}: [protocol] {e}") from None
+    try:
+        signin = SignInPolicy(
+            hashes_per_second=float(sign["hashes_per_second"]),
+            concurrent_hashes=sign["concurrent_hashes"], address_failures=sign["address_failures"],
+            user_failures=sign["user_failures"], failure_window=float(sign["failure_window"]),
+            lockout=float(sign["lockout"]), max_tracked=sign["max_tracked"])
+    except ValueError as e:
+        raise ConfigError(f"{where}: [signin] {e}") from None
+    return AppSettings(
+        path=cfg.path,
+        server=ServerSettings(
+            name=srv["name"], data_dir=cfg.data_dir, http=srv["http"], tls=srv["tls"],
+            public_host=srv["public_host"], max_connections=srv["max_connections"],
+            max_connections_per_address=srv["max_connections_per_address"],
+            handshake_timeout=float(srv["handshake_timeout"]),
+            listen_backlog=srv["listen_backlog"]),
+        http=HttpSettings(
+            request_timeout=float(h["request_timeout"]), idle_timeout=float(h["idle_timeout"]),
+            max_headers=h["max_headers"], max_header_bytes=h["max_header_bytes"],
+            max_request_body=h["max_request_body"], max_request_bodies=h["max_request_bodies"]),
+        database=DatabaseSettings(url=cfg.database_url, pool_size=db["pool_size"],
+                                  watch_interval=float(db["watch_interval"])),
+        tls=TlsSettings(ca_cert=cfg.data_path(tls["ca_cert"]), cert=cfg.data_path(tls["cert"]),
+                        key=cfg.data_path(tls["key"])),
+        protocol=ProtocolSettings(line=line,
+                                  auto_approve_networks=tuple(p["auto_approve_networks"])),
+        signin=signin,
+        quota_check_interval=float(cfg["quotas"]["check_interval"]),
+        jobs=JobSettings(limits=cfg.job_limits, offline_policy=OfflinePolicy(jobs["offline_policy"]),
+                         hold_expiry_hours=float(jobs["hold_expiry_hours"]),
+                         expiry_check_interval=float(jobs["expiry_check_interval"]),
+                         paper_size=jobs["paper_size"]),
+        metrics=MetricsSettings(
+            allow_networks=tuple(metrics["allow_networks"]),
+            token_file=cfg.data_path(metrics["token_file"]) if metrics["token_file"] else None),
+    )
+
+
+def load_settings(path: str | Path) -> AppSettings:
+    """Read, validate and type an Application Server configuration file, once."""
+    return app_settings(load(path))
+
+
 def parse(text: str, path: Path | None = None, schema=SCHEMA) -> Config:
     where = str(path) if path is not None else "<config>"
     try:
@@ -229,17 +411,25 @@ def parse(text: str, path: Path | None = None, schema=SCHEMA) -> Config:
             if name not in keys:
                 raise ConfigError(f"{where}: [{section}] unknown key {name!r} (known: {', '.join(keys)})")
         for name, key in keys.items():
-            value = given.get(name, key.default)
-            types = key.type if isinstance(key.type, tuple) else (key.type,)
-            if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-                expected = " or ".join(t.__name__ for t in types)
-                raise ConfigError(f"{where}: [{section}] {name}: expected {expected}, got {key.show(value)}")
-            if key.check is not None:
-                problem = key.check(value)
-                if problem:
-                    raise ConfigError(f"{where}: [{section}] {name}: {key.show(value)} {problem}")
-            out[name] = value
+            out[name] = checked_value(f"{where}: [{section}] {name}", key, given.get(name, key.default))
     return Config(path, values)
+
+
+def checked_value(label: str, key: Key, value):
+    """`value` if it has the key's type and passes its check, else a `ConfigError` starting with
+    `label` (which names the file and the key). Shared by the server's files and the settings of
+    device drivers (pcnet.devices)."""
+    if value is REQUIRED:
+        raise ConfigError(f"{label}: required")
+    types = key.type if isinstance(key.type, tuple) else (key.type,)
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        expected = " or ".join(t.__name__ for t in types)
+        raise ConfigError(f"{label}: expected {expected}, got {key.show(value)}")
+    if key.check is not None:
+        problem = key.check(value)
+        if problem:
+            raise ConfigError(f"{label}: {key.show(value)} {problem}")
+    return value
 
 
 def load(path: str | Path, schema=SCHEMA) -> Config:

@@ -86,3 +86,36 @@ class StoreUnavailable(PcnetError):
 
     code = "store_unavailable"
     http_status = 503
+
+
+class AuthenticationFailed(Unauthorized):
+    """A wrong password or PIN (or an unknown user name: both look the same, so names cannot
+    be probed)."""
+
+    code = "authentication_failed"
+
+
+class UnknownCard(Unauthorized):
+    """No user holds the card number swiped or typed at a device."""
+
+    code = "unknown_card"
+
+
+class AccountDisabled(Forbidden):
+    """The user or the account to charge is disabled."""
+
+    code = "disabled"
+
+
+class DeviceUnavailable(PcnetError):
+    """A device (an MFD's web services, a card reader, an SNMP agent) does not answer."""
+
+    code = "device_unavailable"
+    http_status = 503
+
+
+class DriverError(PcnetError):
+    """A device driver misbehaved (raised, hung, answered nonsense); the device is in error."""
+
+    code = "driver_error"
+    http_status = 502

@@ -4,6 +4,7 @@ Implementations and fakes are checked against these with `zope.interface.verify.
 in the tests. Methods are declared without `self`.
 """
 
+from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
 
 
@@ -306,6 +307,37 @@ class IStore(Interface):
     def last_change_seq():
         """The highest change sequence number handed out so far."""
 
+    # --- watching the store (health, metrics, other processes' writes) --------------------
+    def schema_status():
+        """pcnet.store.SchemaStatus: the newest migration applied, the newest this pcnet
+        knows, and whether every one is applied (a read: it also says the database answers)."""
+
+    def pool_stats():
+        """Synchronously: {"size", "in_use", "waiting"}: connections of the pool, those in use,
+        and operations waiting for one (SQLite: its writer connection and its queue)."""
+
+    def change_listener(clock, *, interval):
+        """An `IChangeListener` of the rows *other* connections (processes) commit.
+        PostgreSQL: LISTEN/NOTIFY; SQLite: PRAGMA data_version every `interval` seconds."""
+
+
+class IChangeListener(Interface):
+    """Hears the writes other processes commit to the store's database (`IStore.
+    change_listener`; pcnet.store._watch has both engines'); the Application Server's
+    `ChangeWatcher` turns them into change events. Fake: `tests.fakes.FakeChangeListener`."""
+
+    how = Attribute("How it hears: 'listen' (PostgreSQL NOTIFY), 'poll' (SQLite), for the health report.")
+    connected = Attribute("True while it can hear other writers (the health report's `changes`).")
+
+    def start(deliver):
+        """Begin: call `deliver(changes)` with a list of `pcnet.store._watch.StoreChange` for
+        the rows other connections committed, or with None when what changed is unknown (it was
+        deaf for a while) and everything cached must be forgotten. A Deferred firing once it
+        listens (or gave up a first time; it keeps trying, logged)."""
+
+    def stop():
+        """Stop hearing; nothing is delivered afterwards."""
+
 
 # --- pcnet/1 line protocol (pcnet.net) --------------------------------------------------------
 
@@ -341,6 +373,9 @@ class ILineSession(Interface):
     node = Attribute("The peer's node name (the server's name on the client side), or None.")
     peer = Attribute("The peer's IAddress.")
     authenticated = Attribute("True once the hello exchange succeeded.")
+    is_connected = Attribute("True until the connection is closed (or closing).")
+    in_flight = Attribute("How many of this end's requests await the peer's reply (a list of "
+                          "servers closes a replaced session only once this is 0).")
 
     def request(op, **fields):
         """Send a request to the peer; a Deferred firing with the reply's fields (a dict), or
@@ -393,3 +428,129 @@ class ICupsAdmin(Interface):
 
     def cancel(job_id):
         """Cancel a CUPS job (NotFound if CUPS has forgotten it)."""
+
+
+# --- devices and their drivers (pcnet.devices, drivers/) ---------------------------------------
+
+class IDeviceDriverFactory(IPlugin):
+    """A device driver, found with `getPlugins(IDeviceDriverFactory, drivers)`.
+
+    A driver module in the `drivers` package (pcnet's own, or one a vendor's distribution
+    installs) holds one provider of this interface per driver. The core reads `settings` to
+    validate a device's configuration into a typed `pcnet.devices.DeviceSettings` (unknown keys,
+    wrong types and bad values are a `ConfigError` naming the device and the key) and then calls
+    `build` once per configured device. docs/drivers.md walks through writing one.
+    """
+
+    name = Attribute("The driver's name as configured (`driver = \"snmp\"`): lowercase letters,"
+                     " digits and dashes, unique among the installed drivers.")
+    version = Attribute("The driver's version, a string (shown to administrators).")
+    description = Attribute("One line saying what devices the driver serves.")
+    settings = Attribute(
+        "The configuration schema: a sequence of `pcnet.devices.Setting` (name, type, default,"
+        " help, secret, check). A secret setting is never logged or shown.")
+
+    def build(device, services, reactor):
+        """A new `IDevice` for one configured device, not yet started.
+
+        `device` is the `pcnet.devices.DeviceConfig` (name, printer, site, typed `settings`);
+        `services` the `IDeviceServices` bound to that device; `reactor` provides
+        `IReactorTime` (and `IReactorTCP`/`IReactorUDP` where the driver opens connections):
+        a driver takes time and connections from it only, so tests can give a `task.Clock`.
+        Must not block or do I/O: that belongs in `IDevice.start`."""
+
+
+class IDevice(Interface):
+    """One device connection as a driver runs it (an SNMP printer, a card reader, an MFD)."""
+
+    name = Attribute("The configured device's name.")
+
+    def start():
+        """Connect and begin work; a Deferred firing once the device is in service (or with
+        the first error: the core retries with backoff). A driver that keeps a connection
+        reconnects by itself after a drop; `start` fires for the first connection."""
+
+    def stop():
+        """Stop all work, drop connections and cancel timers; a Deferred. After it fires the
+        driver calls none of its services. Calling it again is harmless."""
+
+    def status():
+        """A Deferred firing with the device's current `pcnet.devices.DeviceStatus` (what the
+        driver knows now: it must not wait on the device for long). The core asks on an
+        interval, so a driver that stops answering is noticed."""
+
+
+class IDeviceServices(Interface):
+    """The narrow services the core gives a driver, bound to one device.
+
+    All methods return Deferreds. Failures are `pcnet.errors.PcnetError`s with stable codes:
+    `authentication_failed` (a wrong password or PIN), `unknown_card`, `disabled` (a disabled
+    user or account), `forbidden` (an account the user may not charge), `insufficient_funds`,
+    `not_found`, `conflict` (e.g. a job no longer held), `invalid` (a bad field),
+    `provider_offline` (a release the print server cannot take now). A driver never touches the
+    store; records are those of `pcnet.devices` (`Identity`, `AccountChoice`, `HeldJob`, `Usage`,
+    `UsageReceipt`, `DeviceStatus`, `Supply`, `Counters`, `Alert`).
+    """
+
+    device = Attribute("The device these services are bound to (a `pcnet.devices.DeviceConfig`).")
+
+    # --- who is at the device
+    def authenticate_card(card_number):
+        """The `Identity` of the card's holder; `unknown_card` if no user holds it."""
+
+    def authenticate_card_pin(card_number, pin):
+        """The `Identity` of the card's holder if `pin` is theirs; `unknown_card`, or
+        `authentication_failed` for a wrong PIN (a user without a PIN fails too)."""
+
+    def authenticate_password(username, password):
+        """The `Identity` of the user if the password is theirs; `authentication_failed`
+        otherwise (an unknown user fails the same way, so names cannot be probed)."""
+
+    # --- what they may spend
+    def balance(user_id):
+        """The user's personal account as an `AccountChoice` (balance and what is available)."""
+
+    def accounts(user_id):
+        """The accounts the user may charge at this device: a list of `AccountChoice`, the
+        personal account first."""
+
+    def quote_usage(usage):
+        """What recording this `Usage` would cost under the device's cost model (a Decimal),
+        without recording it; lets a driver unlock copying within what a user can afford."""
+
+    # --- held jobs at the device's printer
+    def held_jobs(user_id):
+        """The user's held jobs that may be released at this device's printer (a list of
+        `HeldJob`, oldest first), Find-Me jobs for it included."""
+
+    def release_job(user_id, job_uuid):
+        """Release one of the user's held jobs to this device's printer; fires with the
+        `HeldJob` as released. `conflict` if it is no longer held, `insufficient_funds` if the
+        user can no longer afford it."""
+
+    def cancel_job(user_id, job_uuid):
+        """Cancel one of the user's held jobs; fires with the `HeldJob` as cancelled."""
+
+    # --- what the device did
+    def record_usage(usage):
+        """Record and charge a `Usage` (copies, scans, faxes) with the device's cost model; a
+        `UsageReceipt`. Idempotent on `usage.uuid`: a repeat returns the first receipt and
+        charges nothing."""
+
+    def printed_pages(since, until):
+        """Pages pcnet printed on this device's printer between two UTC datetimes (a copy
+        session subtracts them from the device's counter delta)."""
+
+    # --- what the device says about itself
+    def report_status(status):
+        """The device's `DeviceStatus` (up, warning, error, down; the error-state bits)."""
+
+    def report_supplies(supplies):
+        """The device's supplies: a list of `Supply`."""
+
+    def report_counters(counters):
+        """The device's page `Counters`."""
+
+    def report_alerts(alerts):
+        """The device's active alerts: a list of `Alert` (all of them; an alert that is
+        gone is no longer in the list)."""

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages pcnet's tests need (CUPS, Ghostscript, bubblewrap for the spool
-# analysis sandbox, the pycups build headers, the SNMP simulator). Idempotent: packages already
-# present are skipped, so a second run is quick.
+# analysis sandbox, the pycups build headers, the SNMP simulator, net-snmp's agent and tools for
+# the SNMP benchmark; iproute2, nftables and the PostgreSQL server for the multi-host harness,
+# tests/integration/hosts.py, which runs private PostgreSQL servers inside network namespaces).
+# Idempotent: packages already present are skipped, so a second run is quick.
 set -euo pipefail
-packages=(libcups2-dev cups cups-client cups-bsd cups-ipp-utils ghostscript bubblewrap snmpsim iproute2 nftables)
+packages=(libcups2-dev cups cups-client cups-bsd cups-ipp-utils ghostscript bubblewrap snmpsim snmp snmpd iproute2 nftables postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -21,11 +21,16 @@ def utcnow(clock) -> datetime:
 class JobDirectory:
     """A read-through cache of what the decision needs: printers, users, accounts.
 
-    Printers and users change rarely, so they are cached until `forget_*` is called (on the
-    change events of the services' writes).
-    Account balances change with every job: the cache keeps the balance left by the newest
-    ledger row this process has seen (by transaction id, so a late reply cannot roll it back),
-    and the store's guard still refuses any charge a stale balance would have allowed.
+    Printers and users change rarely: they are cached until a change event names them
+    (`changed(event)`; the job service subscribes it to the bus, once). This process's own
+    writes are published on the bus as they commit, other processes' (a `pcnet` command, a
+    second server on the same database) by the watcher (`pcnet.app.watch`). Account balances
+    change with every job: the cache keeps the balance left by the newest ledger row this
+    process has seen (by transaction id, so a late reply cannot roll it back), an event about
+    the account forgets it (except the event of the job service's own charge, whose balance it
+    has just kept), and the store's guard still refuses any charge a stale balance would have
+    allowed (another server's charges are not notified, see migration postgres/0005: the guard
+    catches them).
     """
 
     def __init__(self, store):
@@ -76,3 +81,27 @@ class JobDirectory:
         self._printers.clear()
         self._users.clear()
         self._accounts.clear()
+
+    # --- change events ---------------------------------------------------------------------------
+
+    #: The kinds of change that touch what this cache holds.
+    FOLLOWS = ("printer", "user", "account")
+
+    def changed(self, event) -> None:
+        """A change event: forget the record it names (every record of its kind for ANY). A
+        user is named by its username, its id (a deleted user's row, heard from another
+        process, has no name) or both."""
+        if event.kind == "printer":
+            self.forget_printer(event.id)
+        elif event.kind == "account":
+            self.forget_account(event.id)
+        elif event.kind == "user":
+            if event.name is None and event.id is None:
+                self.forget_user()
+                return
+            if event.name is not None:
+                self.forget_user(event.name)
+            if event.id is not None:
+                for name in [n for n, u in self._users.items() if u.id == event.id]:
+                    self._users.pop(name, None)
+

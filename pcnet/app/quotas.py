@@ -4,7 +4,6 @@ disabled users skipped) as the `scheduler` actor."""
 
 from __future__ import annotations
 
-from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred
 
 from pcnet.app.services import SCHEDULER
@@ -30,9 +29,3 @@ class QuotaScheduler:
         d.addBoth(done)
         return d
 
-
-def quota_service(scheduler: QuotaScheduler, interval: float) -> TimerService:
-    """A service that checks for due quotas every `interval` seconds (and at start-up)."""
-    service = TimerService(interval, scheduler.run_due)
-    service.clock = scheduler.clock
-    return service

@@ -1,70 +1,72 @@
-"""The Application Server role as a Twisted service tree.
+"""The Application Server role as a Twisted service tree, assembled from `pcnet.app.pieces`.
 
     ApplicationServer (MultiService)
-      the store            started first; nothing listens until migrations are applied
-      quota scheduler      TimerService, every [quotas] check_interval seconds
-      held-job expiry      TimerService, every [jobs] expiry_check_interval seconds
-      services             the one write path (pcnet/app/services): every write validated,
-                           audited and published on the change bus
-      provider operations  pcnet/1 ops for Print Providers (pcnet/app/provider_ops.py), with
-                           nodes approved through the store (services.nodes.registry)
-      listeners            [server] http (plain HTTP + TLS) and [server] tls (TLS only), each a
-                           MultiplexingFactory: HTTP -> the web root (admin JSON API at /api/v1),
-                           TLS with ALPN pcnet/1 -> the line protocol (providers, site servers);
-                           both count their connections in one ConnectionLimits ([server]
-                           max_connections*), and every password check goes through one
-                           SignInThrottle ([signin])
+      store               StoreService: connects and applies migrations; stops last
+      serving             StartAfter(store): nothing below starts before the schema is current
+        connection-limits ConnectionGuard: open-files limit raised, caps fitted ([server])
+        change-watcher    ChangeWatcher: other processes' writes -> the change bus
+        quotas            TimerService, every [quotas] check_interval seconds
+        hold-expiry       TimerService, every [jobs] expiry_check_interval seconds
+        http              Listener [server] http: plain HTTP, HTTPS and pcnet/1
+        tls               Listener [server] tls: HTTPS and pcnet/1
 
-At start-up the open-files soft limit is raised to the hard limit (logged), so that the
-connection caps, not the descriptor limit, decide when connections are refused.
+What the listeners serve is built once, in `__init__`, from the typed settings
+(`pcnet.config.AppSettings`): the change bus (`bus`), the service layer (`service_layer`, a
+`pcnet.app.services.Services`: the one write path, every write validated, audited and
+published on the bus; its job service `jobs`, whose cache follows the bus), the quota
+scheduler, the pcnet/1 operations for providers (thin adapters over the service layer) and the
+node registry, one sign-in throttle, the metrics, the health report, the web root (`/`, `/api`,
+`/api/health`, `/metrics`, the admin API at `/api/v1`), the HTTP site and the pcnet/1 server
+factory. Each is one call of a piece, so another role (the Site Server) builds its own tree
+from the same calls.
 
 Start-up problems that can be seen before the reactor runs (a bad config, missing TLS files, an
 unreachable database) are raised as `PcnetError` from `make_app_service`, so `twistd` prints one
-line and exits 1. Problems found later (a migration failing) are logged and stop the reactor.
+line and exits 1. Problems found later (a migration failing, a port taken) are logged as one
+line and stop the reactor.
 """
 
 from __future__ import annotations
 
-import re
-
-from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
-from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from pcnet import config as configlib
+from pcnet.app import health as healthlib
+from pcnet.app import pieces
 from pcnet.app.events import ChangeBus
+from pcnet.app.metrics import ServerMetrics
 from pcnet.app.provider_ops import ProviderOps
-from pcnet.app.quotas import QuotaScheduler, quota_service
+from pcnet.app.quotas import QuotaScheduler
 from pcnet.app.services import SCHEDULER, Services, ServiceSettings
-from pcnet.app.throttle import SignInPolicy, SignInThrottle
+from pcnet.app.throttle import SignInThrottle
+from pcnet.app.watch import ChangeWatcher
 from pcnet.errors import ConfigError, PcnetError, StoreUnavailable
-from pcnet.net.limits import ConnectionLimits, StrangerWork, raise_open_file_limit
-from pcnet.net.line import LineConfig, LineServerFactory, Operations
-from pcnet.net.listener import MultiplexingFactory
+from pcnet.net.line import Operations
 from pcnet.net.tls import server_tls_options
 from pcnet.store._address import describe_address, scrub
-from pcnet.web.site import PcnetSite
+
+# Kept here for the callers that import it from this module.
+with_backlog = pieces.with_backlog
+
+ROLE = "app"
 
 
-def _read(cfg, key: str) -> bytes:
-    path = cfg.data_path(cfg["tls"][key])
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{cfg.path}: [tls] {key}: {path} does not exist (run `pcnet init`)") from None
-    except OSError as e:
-        raise ConfigError(f"{cfg.path}: [tls] {key}: cannot read {path}: {e.strerror}") from None
+def read_tls(settings) -> object:
+    """The server's TLS options from `[tls]` (a `ConfigError` naming the key if a file is missing)."""
 
+    def read(key: str) -> bytes:
+        path = getattr(settings.tls, key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"{settings.path}: [tls] {key}: {path} does not exist (run `pcnet init`)") from None
+        except OSError as e:
+            raise ConfigError(f"{settings.path}: [tls] {key}: cannot read {path}: {e.strerror}") from None
 
-def with_backlog(description: str, backlog: int) -> str:
-    """A tcp:/tcp6: endpoint string with `backlog=` added unless it sets one already."""
-    kind = description.split(":", 1)[0]
-    if kind not in ("tcp", "tcp6") or re.search(r"(^|:)backlog=", description):
-        return description
-    return f"{description}:backlog={backlog}"
+    return server_tls_options(read("cert"), read("key"), read("ca_cert"))
 
 
 def check_database_reachable(url: str) -> None:
@@ -94,159 +96,183 @@ def check_database_reachable(url: str) -> None:
             f"cannot reach PostgreSQL at {describe_address(url)}: {scrub(first_line, url)}") from None
 
 
+def read_metrics_token(settings) -> str | None:
+    """The bearer token of `[metrics] token_file`, or None (a `ConfigError` if unreadable)."""
+    path = settings.metrics.token_file
+    if path is None:
+        return None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError(f"{settings.path}: [metrics] token_file: cannot read {path}: "
+                          f"{e.strerror}") from None
+    if len(token) < 16:
+        raise ConfigError(f"{settings.path}: [metrics] token_file: {path} must hold a token of "
+                          "at least 16 characters")
+    if path.stat().st_mode & 0o077:
+        Logger(namespace="pcnet.app").warn(
+            "[metrics] token_file {path} may be read by other users; make it mode 0600",
+            path=str(path))
+    return token
+
+
 class ApplicationServer(MultiService):
-    """The Application Server: store first, then the quota timer and the listeners."""
+    """The Application Server (see the module's doc). `settings` is an `AppSettings` (a
+    validated `Config` is typed on the way in); `tls_options` may be None only for tests that
+    never start the listeners."""
 
     log = Logger()
 
-    def __init__(self, cfg, reactor, store, *, tls_options):
+    def __init__(self, settings, reactor, store, *, tls_options, metrics_token: str | None = None):
         super().__init__()
-        self.cfg = cfg
+        if isinstance(settings, configlib.Config):
+            settings = configlib.app_settings(settings)
+        self.settings = s = settings
         self.reactor = reactor
         self.store = store
-        # The one write path: every write of this server goes through these services, which
-        # publish a change event on the bus after each commit.
+        self.tls_options = tls_options
+        self.ready: Deferred = Deferred()
+
+        # What the listeners serve ----------------------------------------------------------
+        from pcnet.web.api import API_PREFIX, AdminApi
+
+        self.metrics = ServerMetrics(
+            role=ROLE, node=s.server.name,
+            routes=[(r.method, API_PREFIX + r.path) for r in AdminApi.routes()]
+            + [("GET", p) for p in ("/", "/api", "/api/health", "/metrics")])
+        self.metrics.watch_store(store)
         self.bus = ChangeBus()
-        self.service_layer = Services(store, reactor, self.bus, settings=ServiceSettings.from_config(cfg),
-                                 threads=reactor)
+        self.bus.subscribe(self.metrics.change_event)
+        # The one write path: every write of this server goes through these services, which
+        # publish a change event on the bus after each commit (the job service's cache follows
+        # the bus, and so hears the watcher's events of other processes' writes too).
+        self.service_layer = Services(store, reactor, self.bus,
+                                      settings=ServiceSettings.from_config(s), threads=reactor,
+                                      metrics=self.metrics)
         self.jobs = self.service_layer.jobs
         self.quotas = QuotaScheduler(self.service_layer)
-        self.tls_options = tls_options
         self.line_ops = Operations()
         self.provider_ops = ProviderOps(self.service_layer)
         self.provider_ops.register(self.line_ops)
         self.node_registry = self.service_layer.nodes.registry(
-            auto_approve_networks=cfg["protocol"]["auto_approve_networks"])
-        srv, sign = cfg["server"], cfg["signin"]
-        self.connection_limits = ConnectionLimits(
-            max_total=srv["max_connections"], max_per_source=srv["max_connections_per_address"],
-            clock=reactor)
-        # TLS handshakes and strangers' deadline closes take turns with everything else.
-        self.stranger_work = StrangerWork(reactor)
-        # One throttle for every way in that checks a password (the admin API's /me today).
-        self.signin = SignInThrottle(reactor, SignInPolicy(
-            hashes_per_second=float(sign["hashes_per_second"]),
-            concurrent_hashes=sign["concurrent_hashes"],
-            address_failures=sign["address_failures"], user_failures=sign["user_failures"],
-            failure_window=float(sign["failure_window"]), lockout=float(sign["lockout"]),
-            max_tracked=sign["max_tracked"]))
-        self.ports = []
-        self.ready: Deferred = Deferred()
-        self._starting: Deferred | None = None
+            auto_approve_networks=list(s.protocol.auto_approve_networks))
+        self.signin = SignInThrottle(reactor, s.signin)
+        self.guard = pieces.ConnectionGuard(s.server, reactor,
+                                            hello_timeout=s.protocol.line.auth_timeout,
+                                            request_timeout=s.http.request_timeout)
+        self.connection_limits = self.guard.limits
+        self.stranger_work = self.guard.stranger_work
+        self.line = pieces.line_server(s.protocol, self.line_ops, self.node_registry,
+                                       reactor=reactor, server_name=s.server.name,
+                                       stranger_work=self.stranger_work)
+        # Pushes to nodes (release, cancel, retry) and closing a rejected or deleted node's
+        # connection go through the sessions of this factory; health and metrics count them.
+        self.service_layer.sessions.attach(self.line)
+        self.metrics.watch_links(self.service_layer.sessions)
+        self.watcher = ChangeWatcher(store, self.bus, reactor, interval=s.database.watch_interval)
+        self.health = healthlib.Health(role=ROLE, node=s.server.name, clock=reactor)
+        self.health.add("database", healthlib.database_check(store, clock=reactor))
+        self.health.add("links", healthlib.links_check(self.service_layer.sessions),
+                        critical=False)
+        self.health.add("changes", self.watcher.state, critical=False)
+        self.admin_api = AdminApi(self.service_layer, reactor, signin=self.signin)
+        self.root = self._web_root(metrics_token)
+        self.site = pieces.http_site(s.http, self.root, reactor=reactor,
+                                     stranger_work=self.stranger_work, metrics=self.metrics)
 
-    # The web root: the admin API and, later, the admin and user web.
-    def web_root(self) -> Resource:
-        from pcnet.web.api import AdminApi
+        # The tree ------------------------------------------------------------------------------
+        self.store_service = pieces.StoreService(store)
+        self.store_service.setServiceParent(self)
+        self.serving = pieces.StartAfter(self.store_service.when_started, self._start_failed)
+        self.serving.setServiceParent(self)
+        self.guard.setServiceParent(self.serving)
+        self.watcher.setServiceParent(self.serving)
+        pieces.timer(s.quota_check_interval, self.quotas.run_due, clock=reactor, name="quotas",
+                     what="applying quotas").setServiceParent(self.serving)
+        pieces.timer(s.jobs.expiry_check_interval, self._expire_held_jobs, clock=reactor,
+                     name="hold-expiry", what="expiring held jobs").setServiceParent(self.serving)
+        self.listeners = pieces.listeners(s, self._listener_factory, reactor=reactor,
+                                          on_failure=self._start_failed)
+        for listener in self.listeners:
+            listener.setServiceParent(self.serving)
 
-        root = Resource()
-        self.admin_api = AdminApi(self.service_layer, self.reactor, signin=self.signin)
+    def _expire_held_jobs(self) -> Deferred:
+        return Deferred.fromCoroutine(self.service_layer.held_jobs.expire_due(SCHEDULER))
+
+    # --- what the listeners serve ---------------------------------------------------------------
+
+    def _web_root(self, metrics_token) -> Resource:
+        from pcnet.web.status import status_root
+
+        root = status_root(health=self.health, metrics=self.metrics, role=ROLE,
+                           allow_networks=self.settings.metrics.allow_networks, token=metrics_token)
         self.admin_api.mount(root)
         return root
 
-    def line_factory(self) -> LineServerFactory:
-        p = self.cfg["protocol"]
-        line_config = LineConfig(max_line_length=p["max_line_length"],
-                                 heartbeat_interval=float(p["heartbeat_interval"]),
-                                 missed_beats=p["missed_beats"],
-                                 hello_line_length=p["hello_line_length"],
-                                 auth_timeout=float(p["auth_timeout"]))
-        factory = LineServerFactory(self.line_ops, self.node_registry, clock=self.reactor,
-                                    config=line_config, server_name=self.cfg["server"]["name"])
-        factory.stranger_work = self.stranger_work
-        # Pushes to nodes (release, cancel, retry) and closing a rejected or deleted node's
-        # connection go through the sessions of this factory.
-        self.service_layer.sessions.attach(factory)
-        return factory
+    def web_root(self) -> Resource:
+        """The web root: `/`, `/api`, `/api/health`, `/metrics` and the admin API at `/api/v1`."""
+        return self.root
+
+    def line_factory(self):
+        """The pcnet/1 server factory (providers, site servers), shared by both listeners."""
+        return self.line
+
+    def _listener_factory(self, allow_plain: bool):
+        return pieces.multiplexing_factory(
+            self.site, self.line, self.tls_options, self.guard, reactor=self.reactor,
+            handshake_timeout=self.settings.server.handshake_timeout, allow_plain=allow_plain)
+
+    @property
+    def ports(self) -> list:
+        """The listening ports (for tests and the start-up message)."""
+        return [listener.port for listener in self.listeners if listener.port is not None]
+
+    # --- life cycle -------------------------------------------------------------------------------
 
     def startService(self):
+        self.health.state = healthlib.STARTING
         super().startService()
-        self._starting = Deferred.fromCoroutine(self._start())
-        self._starting.addErrback(self._start_failed)
+        self.store_service.when_started().addCallbacks(self._serving, lambda f: None)
 
-    async def _start(self):
-        await self.store.start()
-        quota_service(self.quotas, float(self.cfg["quotas"]["check_interval"])).setServiceParent(self)
-        expiry = TimerService(float(self.cfg["jobs"]["expiry_check_interval"]), self._expire_held_jobs)
-        expiry.clock = self.reactor
-        expiry.setServiceParent(self)
-        self._fit_open_files()
-        h = self.cfg["http"]
-        site = PcnetSite(self.web_root(), reactor=self.reactor,
-                         max_request_body=h["max_request_body"],
-                         max_request_bodies=h["max_request_bodies"],
-                         request_timeout=float(h["request_timeout"]),
-                         idle_timeout=float(h["idle_timeout"]), max_headers=h["max_headers"],
-                         max_header_bytes=h["max_header_bytes"])
-        site.stranger_work = self.stranger_work
-        line = self.line_factory()
-        for key, allow_plain in (("http", True), ("tls", False)):
-            description = with_backlog(self.cfg["server"][key], self.cfg["server"]["listen_backlog"])
-            factory = MultiplexingFactory(
-                site, line, self.tls_options, allow_plain=allow_plain, clock=self.reactor,
-                negotiation_timeout=float(self.cfg["server"]["handshake_timeout"]),
-                limits=self.connection_limits, handshakes=self.stranger_work)
-            try:
-                port = await endpoints.serverFromString(self.reactor, description).listen(factory)
-            except Exception as e:
-                raise ConfigError(f"{self.cfg.path}: [server] {key}: cannot listen on {description}: {e}") from None
-            self.ports.append(port)
-            address = port.getHost()
-            self.log.info("pcnet app listening on {what} port {port} ({kind})", what=key,
-                          port=getattr(address, "port", address),
-                          kind="HTTP, HTTPS and pcnet/1" if allow_plain else "HTTPS and pcnet/1")
-        host, http = self.cfg["server"]["public_host"], self.ports[0].getHost()
+    def _serving(self, _):
+        d = pieces.all_listening(self.listeners)
+        d.addCallback(self._listening)
+        return d
+
+    def _listening(self, _):
+        if not self.running or self.ready.called:
+            return
+        if self.store_service.applied:
+            self.log.info("applied migrations {versions}",
+                          versions=", ".join(str(v) for v in self.store_service.applied))
+        host, http = self.settings.server.public_host, self.listeners[0].port.getHost()
         self.log.info(
             "pcnet admin API: http://{host}:{port}/api/v1 (send 'Authorization: Bearer TOKEN' with the "
             "token `pcnet init` printed, or make one: pcnet token create --config {config} NAME)",
-            host=host, port=getattr(http, "port", "?"), config=self.cfg.path)
+            host=host, port=getattr(http, "port", "?"), config=self.settings.path)
+        self.health.state = healthlib.OK
         _settle_garbage_collector()
         self.ready.callback(self)
 
-    def _fit_open_files(self) -> None:
-        before, after, hard = raise_open_file_limit()
-        if after != before:
-            self.log.info("open files limit raised from {before} to {after} (the hard limit)",
-                          before=before, after=after)
-        limits = self.connection_limits
-        configured = limits.max_total
-        if limits.fit_to_descriptors(after):
-            self.log.warn(
-                "[server] max_connections {configured} does not fit in the open files limit "
-                "{limit} (hard limit {hard}); holding at most {cap} connections",
-                configured=configured, limit=after, hard=hard, cap=limits.max_total)
-        self.log.info("connection caps: {total} in all, {per} per address; connections without "
-                      "an approved pcnet/1 hello or a complete HTTP request are closed after "
-                      "{handshake:g} s (handshake) + {hello:g} s (hello) / {request:g} s (request)",
-                      total=limits.max_total, per=limits.max_per_source,
-                      handshake=float(self.cfg["server"]["handshake_timeout"]),
-                      hello=float(self.cfg["protocol"]["auth_timeout"]),
-                      request=float(self.cfg["http"]["request_timeout"]))
-
-    def _expire_held_jobs(self):
-        return Deferred.fromCoroutine(self.service_layer.held_jobs.expire_due(SCHEDULER)).addErrback(
-            lambda f: self.log.failure("expiring held jobs failed", f))
-
     def _start_failed(self, failure):
+        if isinstance(failure, Exception):
+            from twisted.python.failure import Failure
+
+            failure = Failure(failure)
+        self.health.state = healthlib.UNAVAILABLE
         if failure.check(PcnetError):
-            self.log.critical("pcnet: cannot start: {message}", message=failure.value.message)
+            self.log.critical("pcnet: cannot start: {message}", message=pieces.one_line(failure))
         else:
             self.log.failure("pcnet: cannot start", failure)
         if not self.ready.called:
             self.ready.errback(failure)
-        if self.reactor.running:
+            self.ready.addErrback(lambda f: None)
+        if getattr(self.reactor, "running", False):
             self.reactor.stop()
 
-    async def _stop(self):
-        if self._starting is not None and not self._starting.called:
-            self._starting.cancel()
-        for port in self.ports:
-            await port.stopListening()
-        self.ports = []
-        await super().stopService()
-        await self.store.stop()
-
     def stopService(self):
-        return Deferred.fromCoroutine(self._stop())
+        self.health.state = healthlib.STOPPING
+        return super().stopService()
 
 
 def _settle_garbage_collector() -> None:
@@ -270,9 +296,12 @@ def make_app_service(config_path, reactor, *, store=None) -> ApplicationServer:
     """Build the Application Server from its configuration file (see etc/pcnet.toml)."""
     from pcnet.store import open_store
 
-    cfg = configlib.load(config_path)
-    tls_options = server_tls_options(_read(cfg, "cert"), _read(cfg, "key"), _read(cfg, "ca_cert"))
+    settings = configlib.load_settings(config_path)
+    tls_options = read_tls(settings)
+    token = read_metrics_token(settings)
     if store is None:
-        check_database_reachable(cfg.database_url)
-        store = open_store(cfg.database_url, reactor=reactor, pool_size=cfg["database"]["pool_size"])
-    return ApplicationServer(cfg, reactor, store, tls_options=tls_options)
+        check_database_reachable(settings.database.url)
+        store = open_store(settings.database.url, reactor=reactor,
+                           pool_size=settings.database.pool_size)
+    return ApplicationServer(settings, reactor, store, tls_options=tls_options,
+                             metrics_token=token)

@@ -990,6 +990,8 @@ class LineClientFactory(Factory):
         self.ops = ops if ops is not None else Operations()
         self.config = config if config is not None else LineConfig()
         self.require_tls = require_tls
+        #: Seconds one hello may wait for its answer (None: no limit).
+        self.hello_timeout: float | None = None
 
     def buildProtocol(self, addr) -> LineClientProtocol:
         return LineClientProtocol(self)
@@ -1002,7 +1004,10 @@ class LineClientFactory(Factory):
         try:
             while True:
                 try:
-                    await protocol.hello()
+                    hello = protocol.hello()
+                    if self.hello_timeout:
+                        hello.addTimeout(self.hello_timeout, self.clock)
+                    await hello
                     return protocol
                 except RemoteError as e:
                     if e.code != "pending":
@@ -1028,12 +1033,8 @@ class LineClientFactory(Factory):
             protocol.abort(str(e))
             raise
         except BaseException as e:
-            log.warn(
-                "pcnet/1 {role} {node!r}: no session with the server: {why}",
-                role=self.role,
-                node=self.node,
-                why=e,
-            )
+            # Not logged here: the caller says what it does about it, in one line
+            # (pcnet.net.failover: once per server and reason).
             protocol.abort(f"hello failed: {e}")
             raise
 

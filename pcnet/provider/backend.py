@@ -336,14 +336,18 @@ def _run_job(argv: Sequence[str], environ: Mapping[str, str], stdin: IO, log: _M
 def spool_job(job: Job, stdin: IO, spool_dir: str) -> str:
     """Copy the job's data (argv[6], or stdin on a queue with filters) to a new spool file."""
     try:
-        os.makedirs(spool_dir, mode=0o750, exist_ok=True)
+        # Users' documents: only root (this backend and the provider) reads them; the
+        # analysis sandbox gets its own link or copy (docs/cups.md).
+        if not os.path.isdir(spool_dir):
+            os.makedirs(spool_dir, mode=0o700, exist_ok=True)
+            os.chmod(spool_dir, 0o700)   # makedirs' mode is masked by the umask
         safe_queue = re.sub(r"[^A-Za-z0-9_.-]", "_", job.queue) or "queue"
         fd, path = tempfile.mkstemp(prefix=f"{safe_queue}-{job.job_id}-", suffix=".spool",
                                     dir=spool_dir)
     except OSError as e:
         raise ConfigError(f"cannot create a spool file in {spool_dir}: {e.strerror or e}") from None
     try:
-        os.fchmod(fd, 0o640)
+        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as out:
             if job.file is not None:
                 with open(job.file, "rb") as src:

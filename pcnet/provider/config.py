@@ -30,6 +30,55 @@ def _client_endpoint(v):
         " (TLS is added by pcnet: do not use tls: or ssl:)")
 
 
+def _not_negative(v):
+    return None if v >= 0 else "must not be negative"
+
+
+def _server_list(v):
+    if len(v) > 16:
+        return "names at most 16 servers"
+    for entry in v:
+        if not isinstance(entry, str) or not entry.strip():
+            return f"{entry!r} is not a server (\"HOST\", \"HOST:PORT\" or a tcp: endpoint)"
+        try:
+            server_address(entry, "localhost")
+        except ValueError as e:
+            return f"{entry!r}: {e}"
+    return None
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """One server of the provider's list: the client `endpoint` string (without TLS, which pcnet
+    adds) and the `host` name its certificate must carry."""
+
+    endpoint: str
+    host: str
+
+
+def server_address(entry: str, default_host: str) -> ServerAddress:
+    """`HOST`, `HOST:PORT`, `[IPV6]:PORT` or a tcp:/unix: client endpoint -> ServerAddress."""
+    entry = entry.strip()
+    if entry.startswith(("tcp:", "unix:")):
+        return ServerAddress(entry, default_host)
+    if entry.startswith(("tls:", "ssl:")):
+        raise ValueError("TLS is added by pcnet: give HOST:PORT or a tcp: endpoint")
+    host, port = entry, 9191
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        if rest.startswith(":"):
+            port = rest[1:]
+    elif entry.count(":") == 1:
+        host, port = entry.split(":")
+    try:
+        port = int(port)
+    except ValueError:
+        raise ValueError("the port must be a number") from None
+    if not host or not 0 < port < 65536:
+        raise ValueError("expected HOST or HOST:PORT")
+    return ServerAddress(f"tcp:host={_escape(host)}:port={port}", host)
+
+
 def _enrolment_code(v):
     if not v:
         return None
@@ -65,6 +114,18 @@ PROVIDER_SCHEMA: dict[str, dict[str, Key]] = {
                               "the one-time code from `pcnet nodes invite NAME` on the Application Server, sent in the"
                               " first hello to enrol this node (spent once used; not needed from an auto-approve network)",
                               _enrolment_code, shown=hidden),
+        "servers": Key(list, [],
+                       "the servers to use, in order (fail over down the list, and back): each"
+                       " \"HOST\" or \"HOST:PORT\" (port 9191; the server's certificate must name"
+                       " HOST), or a client endpoint (tcp:host=...:port=...) whose certificate"
+                       " must name [server] host; empty: just [server] host / endpoint",
+                       _server_list),
+        "failback_interval": Key((int, float), 60,
+                                 "while connected to a later server of the list, seconds between"
+                                 " attempts to go back to an earlier one (0: stay)", _not_negative),
+        "rejected_retry": Key((int, float), 300,
+                              "seconds to wait after every server rejected this node before asking"
+                              " again (an administrator must approve or re-invite it)", _positive),
         "decision_timeout": Key((int, float), 10,
                                 "seconds to wait for the server's decision before the printer's failure mode applies", _positive),
         "reconnect_max_delay": Key((int, float), 30, "longest wait between reconnection attempts, in seconds", _positive),
@@ -124,6 +185,10 @@ class ProviderSettings:
     default_failure_mode: FailureMode
     server_host: str
     server_endpoint: str
+    #: The servers in the order tried: [server] servers, or the one of host / endpoint.
+    servers: tuple[ServerAddress, ...]
+    failback_interval: float
+    rejected_retry: float
     ca_cert: Path
     credential_file: Path
     enrolment_code: str | None
@@ -168,6 +233,9 @@ def settings_from(values: dict, base_dir: Path, path: Path | None = None) -> Pro
         default_failure_mode=FailureMode(p["default_failure_mode"]),
         server_host=host,
         server_endpoint=endpoint,
+        servers=tuple(server_address(e, host) for e in s["servers"]) or (ServerAddress(endpoint, host),),
+        failback_interval=float(s["failback_interval"]),
+        rejected_retry=float(s["rejected_retry"]),
         ca_cert=at(s["ca_cert"]),
         credential_file=at(s["credential_file"]),
         enrolment_code=s["enrolment_code"] or None,

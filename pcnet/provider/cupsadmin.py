@@ -165,7 +165,7 @@ def launcher_text(python: str, *, environ: Mapping[str, str] | None = None) -> s
         env_lines.append(f"os.environ.setdefault({key!r}, {str(value)!r})\n")
     return (
         f"#!{python} -I\n"
-        "# pcnet CUPS backend, written by `pcnet cups install`. CUPS runs it (as root: mode 0700)\n"
+        f"{LAUNCHER_MARK}. CUPS runs it (as root: mode 0700)\n"
         "# for every job on a queue whose device URI is pcnet:<original-uri>. See docs/cups.md.\n"
         "import os\n"
         "import sys\n"
@@ -316,11 +316,18 @@ USAGE = """\
 usage: pcnet cups [--server SERVER] COMMAND
   install [--backend-dir DIR] [--python PATH] [--socket PATH] [--spool-dir DIR]
                      write the pcnet CUPS backend (mode 0700) into CUPS's backend directory
+  uninstall [--backend-dir DIR] [--force]
+                     remove it again (refused while queues are wrapped, unless --force)
   wrap QUEUE...      send the queues' jobs through pcnet (device URI X becomes pcnet:X)
   unwrap QUEUE...    restore the queues' original device URIs
   list               show the queues and whether pcnet wraps them
 SERVER is a Unix socket path or host[:port]; the default is CUPS's own (the local socket).
+Run as root. Every failure is one line on stderr: status 1, or 2 for bad usage.
+See docs/cups.md.
 """
+
+#: The first line of every launcher `install` writes: what `uninstall` removes, and nothing else.
+LAUNCHER_MARK = "# pcnet CUPS backend, written by `pcnet cups install`"
 
 
 def cups_command(args: Sequence[str], out: IO[str], err: IO[str]) -> int:
@@ -338,6 +345,8 @@ def cups_command(args: Sequence[str], out: IO[str], err: IO[str]) -> int:
         command, rest = args[0], args[1:]
         if command == "install":
             return _cmd_install(rest, out)
+        if command == "uninstall":
+            return _cmd_uninstall(rest, out, server)
         if command in ("wrap", "unwrap", "list"):
             if command == "list" and rest:
                 raise InvalidInput(f"list takes no arguments, got {' '.join(rest)}")
@@ -394,6 +403,42 @@ def _cmd_install(args: list[str], out: IO[str]) -> int:
     if os.geteuid() != 0:
         out.write("note: cupsd runs the backend as root only if root owns it; install as root\n")
     return 0
+
+
+def _cmd_uninstall(args: list[str], out: IO[str], server: str | None) -> int:
+    backend_dir, force = DEFAULT_BACKEND_DIR, False
+    while args:
+        name = args[0].split("=", 1)[0]
+        if name == "--backend-dir":
+            backend_dir, args = _option(args, name)
+        elif args[0] == "--force":
+            force, args = True, args[1:]
+        else:
+            raise InvalidInput(f"uninstall: unknown argument {args[0]!r}")
+    if not force:
+        wrapped = [q.name for q in list_queues(connect(server)) if q.wrapped]
+        if wrapped:
+            raise Conflict(f"queues still send their jobs through pcnet: {', '.join(wrapped)};"
+                           f" unwrap them first (pcnet cups unwrap {' '.join(wrapped)}), or use"
+                           " --force (their jobs will then fail in CUPS)")
+    path = uninstall_backend(backend_dir)
+    out.write(f"removed {path}\n" if path else f"no pcnet backend in {backend_dir}: nothing to remove\n")
+    return 0
+
+
+def uninstall_backend(backend_dir: str) -> Path | None:
+    """Remove the launcher `install_backend` wrote; None if there is none. A file of that name
+    that pcnet did not write is refused (`Conflict`), never removed."""
+    path = Path(backend_dir) / SCHEME
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+    except FileNotFoundError:
+        return None
+    if LAUNCHER_MARK not in head:
+        raise Conflict(f"{path} was not written by `pcnet cups install`; not removing it")
+    path.unlink()
+    return path
 
 
 def _print_queues(queues: list[Queue], out: IO[str]) -> None:

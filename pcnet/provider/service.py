@@ -7,7 +7,8 @@ It is the middle of the chain CUPS queue -> pcnet backend -> provider -> server:
   its server for a decision (`job.submit` over pcnet/1) and answers `print`, `deny`, `hold` or
   `cancel`, with a `device_uri` to print elsewhere (Find-Me);
 - the **link** to its server: pcnet/1 over TLS, the server's certificate verified against the
-  deployment CA, kept up by a `ClientService` with backoff; a new node is pending until an
+  deployment CA, kept up by a `ServerList` (pcnet.net.failover: the servers of `[server] servers`
+  in order, fail over and back, backoff); a new node is pending until an
   administrator approves it (logged, and the hello is repeated);
 - on every (re)connect it **registers** the CUPS queues it manages (those whose device URI is
   `pcnet:...`) and learns each printer's id, hold mode and failure mode (cached on disk), replays
@@ -43,7 +44,7 @@ import threading
 import uuid as uuidlib
 from pathlib import Path
 
-from twisted.application.internet import ClientService, StreamServerEndpointService, TimerService
+from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, endpoints
 from twisted.internet.defer import CancelledError, Deferred
@@ -60,6 +61,7 @@ from pcnet.domain.model import DEFAULT_PAPER_SIZE, FailureMode, HoldMode, JobLim
 from pcnet.errors import ConfigError, Conflict, InvalidInput, NotFound, PcnetError
 from pcnet.interfaces import ICupsAdmin
 from pcnet.net import messages as M
+from pcnet.net.failover import Server, ServerList
 from pcnet.net.line import LineClientFactory, LineConfig, LinkDown, Operations, RemoteError
 from pcnet.net.registry import new_credential
 from pcnet._files import private_directory, write_durably
@@ -891,7 +893,8 @@ def load_credential(path: Path) -> str:
 
 class ProviderService(MultiService):
     """The provider role's services; `provider` is the `PrintProvider`, `link` its `ServerLink`,
-    `client` the `ClientService` of the pcnet/1 connection."""
+    `client` the `ServerList` that keeps one pcnet/1 session with the first of `[server]
+    servers` that answers."""
 
     def __init__(self, settings, reactor, *, tls_options=None, cups=None, analyse=None):
         super().__init__()
@@ -905,11 +908,15 @@ class ProviderService(MultiService):
             raise ConfigError(f"{s.path}: [server] ca_cert: cannot read {s.ca_cert}: "
                               f"{e.strerror}") from None
         credential = load_credential(s.credential_file)
-        if tls_options is None:
-            try:
-                tls_options = client_tls_options(s.server_host, ca_pem)
-            except Exception as e:
-                raise ConfigError(f"{s.path}: [server] ca_cert: {s.ca_cert}: {e}") from None
+        tls_for = {}
+        for server in s.servers:
+            if tls_options is not None:
+                tls_for[server.host] = tls_options
+            elif server.host not in tls_for:
+                try:
+                    tls_for[server.host] = client_tls_options(server.host, ca_pem)
+                except Exception as e:
+                    raise ConfigError(f"{s.path}: [server] ca_cert: {s.ca_cert}: {e}") from None
 
         limits = s.analysis
         try:
@@ -950,18 +957,21 @@ class ProviderService(MultiService):
         self.factory = LineClientFactory(role="provider", node=s.node, credential=credential,
                                          clock=reactor, ops=self.provider.operations(),
                                          config=line_config, enrolment_code=s.enrolment_code)
-        try:
-            tcp = endpoints.clientFromString(reactor, s.server_endpoint)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"{s.path}: [server] endpoint: {s.server_endpoint!r}: {e}") from None
-        endpoint = endpoints.wrapClientTLS(tls_options, tcp)
-        from twisted.application.internet import backoffPolicy
-
-        self.client = ClientService(
-            endpoint, self.factory,
-            retryPolicy=backoffPolicy(initialDelay=0.5, maxDelay=s.reconnect_max_delay),
-            clock=reactor, prepareConnection=self._prepare)
-        self.client.setName("link")
+        # One session with the first server of the list that answers (pcnet.net.failover).
+        self.factory.hello_timeout = max(30.0, s.decision_timeout)
+        servers = []
+        for server in s.servers:
+            try:
+                tcp = endpoints.clientFromString(reactor, server.endpoint)
+            except (ValueError, TypeError) as e:
+                key = "servers" if len(s.servers) > 1 or server.endpoint != s.server_endpoint else "endpoint"
+                raise ConfigError(f"{s.path}: [server] {key}: {server.endpoint!r}: {e}") from None
+            servers.append(Server(f"{server.host} ({server.endpoint})",
+                                  endpoints.wrapClientTLS(tls_for[server.host], tcp)))
+        self.client = ServerList(
+            servers, self.factory, clock=reactor, on_session=self._session_up,
+            max_delay=s.reconnect_max_delay, rejected_delay=s.rejected_retry,
+            failback_interval=s.failback_interval)
         self.client.setServiceParent(self)
 
         _SocketCleanup(s.socket).setServiceParent(self)
@@ -975,21 +985,10 @@ class ProviderService(MultiService):
         retry.clock = reactor
         retry.setServiceParent(self)
 
-    def _prepare(self, protocol) -> Deferred:
-        log.info("connecting to the server {endpoint} as provider {node!r}",
-                 endpoint=self.settings.server_endpoint, node=self.settings.node)
-
-        def approved(p):
-            self.link.attach(p)
-            return p
-
-        def failed(f):
-            if f.check(RemoteError):
-                log.error("the server turned provider {node!r} away: {error}",
-                          node=self.settings.node, error=f.value.message)
-            return f
-
-        return self.factory.prepare(protocol).addCallbacks(approved, failed)
+    def _session_up(self, session, server) -> None:
+        log.info("provider {node!r} has a session with the server {server}",
+                 node=self.settings.node, server=server.name)
+        self.link.attach(session)
 
     def _retry(self):
         p = self.provider

@@ -266,6 +266,16 @@ class PostgresEngine:
             yield delay
             delay = min(max(delay * 2, 0.5), 10.0)
 
+    def pool_stats(self) -> dict:
+        """Connections in use and idle, and operations waiting (for a connection, or for a
+        record_job slot)."""
+        pool = self._pool
+        if pool is None:
+            return {"size": self._pool_size, "in_use": 0, "waiting": 0}
+        idle = len(pool.connections)
+        return {"size": pool.min, "in_use": max(0, pool.min - idle),
+                "waiting": len(pool._semaphore.waiting) + len(self._waiting)}
+
     # --- running interactions -------------------------------------------------------------
 
     def run(self, fn, *args, readonly=False) -> Deferred:

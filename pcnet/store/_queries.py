@@ -1131,6 +1131,12 @@ async def last_change_seq(txn):
 last_change_seq.reads_change_feed = True
 
 
+async def applied_migrations(txn):
+    """The migration versions recorded in schema_migrations."""
+    await txn.execute("SELECT version FROM schema_migrations")
+    return sorted(row[0] for row in txn.fetchall())
+
+
 # --- the Site Server's offline policy ------------------------------------------------------------
 
 async def get_offline_policy(txn):

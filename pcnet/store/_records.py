@@ -68,6 +68,17 @@ class QuarantinedEntry:
 
 
 @dataclass(frozen=True)
+class SchemaStatus:
+    """The database's schema against this pcnet's migrations (`IStore.schema_status`):
+    `version` is the newest migration applied, `latest` the newest this pcnet knows, `current`
+    whether every one of them is applied."""
+
+    version: int
+    latest: int
+    current: bool
+
+
+@dataclass(frozen=True)
 class Change:
     """One entry of the change feed (`IStore.changes_since`).
 

@@ -189,6 +189,25 @@ class SqliteEngine:
         """The hot path: an interaction like any other here, so it joins the next group commit."""
         return self._submit(_queries.record_job, (job, charge, guard), raw=False)
 
+    def seq_and_version(self) -> Deferred:
+        """(change sequence, PRAGMA data_version), read together on the writer thread.
+
+        data_version changes when another connection (another process) committed to the
+        file since this connection last asked, and never for this connection's own commits:
+        it is how a watcher notices that someone else wrote. The sequence is read first, so a
+        version that did not move vouches for every change up to that sequence."""
+        def read(conn):
+            seq = conn.execute("SELECT seq FROM change_counter").fetchone()[0]
+            return seq, conn.execute("PRAGMA data_version").fetchone()[0]
+
+        return self._submit(read, (), raw=True)
+
+    def pool_stats(self) -> dict:
+        """One connection; what is queued for the writer thread is what waits for it."""
+        with self._cond:
+            waiting = len(self._queue)
+        return {"size": 1, "in_use": 1 if waiting else 0, "waiting": waiting}
+
     def _submit(self, fn, args, *, raw) -> Deferred:
         d = Deferred()
         with self._cond:

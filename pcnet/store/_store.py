@@ -20,6 +20,7 @@ from pcnet.domain.model import FailureMode, HoldMode, JobStatus, QuotaPeriod
 from pcnet.errors import InvalidInput
 from pcnet.interfaces import IStore
 from pcnet.store import _queries as q
+from pcnet.store._records import SchemaStatus
 from pcnet.store._convert import (
     cost_model_json,
     entry_params,
@@ -456,3 +457,22 @@ class Store:
 
     def last_change_seq(self):
         return self._run(q.last_change_seq)
+
+    # --- watching the store ------------------------------------------------------------------
+
+    @_deferred
+    async def schema_status(self):
+        from pcnet.store._migrations import available
+
+        applied = await self._read(q.applied_migrations)
+        latest = len(available(self.engine))
+        return SchemaStatus(version=max(applied, default=0), latest=latest,
+                            current=set(range(1, latest + 1)) <= set(applied))
+
+    def pool_stats(self) -> dict:
+        return self._engine.pool_stats()
+
+    def change_listener(self, clock, *, interval: float):
+        from pcnet.store._watch import listener_for
+
+        return listener_for(self, self._engine, clock, interval=interval)

@@ -366,3 +366,10 @@ class PcnetSite(Site):
         self.stranger_log = RateLimitedLog(self.reactor, log, level="info")
         # Deadline closes take turns with other work; the server shares its queue here.
         self.stranger_work = StrangerWork(self.reactor)
+        #: Called with every finished request (the server's metrics count them), or None.
+        self.count_request = None
+
+    def log(self, request):
+        super().log(request)
+        if self.count_request is not None:
+            self.count_request(request)

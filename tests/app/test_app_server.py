@@ -191,3 +191,18 @@ def test_the_job_limits_and_the_offline_policy_reach_the_job_service():
     assert app.jobs.limits == JobLimits(max_copies=5, max_pages=50, max_total_pages=200)
     assert app.jobs.offline_policy is OfflinePolicy.CHARGE_AT_LIMITS
     assert app.provider_ops.services.jobs is app.jobs
+
+
+def test_a_port_that_cannot_be_opened_is_one_line_naming_the_file_and_key(initialised):
+    """The store has started (migrations applied) when the listeners start: a port that is
+    taken stops the server with one critical line naming the file, `[server] http` and the
+    endpoint, never a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", initialised["http"]))
+        taken.listen(1)
+        proc = twistd_app(initialised["config"])
+        out, _ = proc.communicate(timeout=60)
+    lines = [line for line in out.splitlines() if "cannot start" in line]
+    assert len(lines) == 1, out
+    assert f"{initialised['config']}: [server] http: cannot listen on tcp:{initialised['http']}" in lines[0]
+    assert "Traceback" not in out

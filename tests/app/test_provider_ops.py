@@ -351,5 +351,5 @@ def test_application_server_wires_the_services_pushes_and_the_store_registry():
     factory = app.line_factory()
     factory.sessions[("provider", "print01")] = session = ProviderSession("print01")
     assert app.service_layer.sessions.session("provider", "print01") is session
-    assert app.service_layer.connected_nodes() == [("provider", "print01")]
+    assert app.service_layer.nodes.connected() == [("provider", "print01")]
     assert isinstance(app.node_registry, StoreNodeRegistry)

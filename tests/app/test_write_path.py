@@ -26,6 +26,7 @@ READS = {
     "list_jobs", "find_duplicate_job", "list_quotas", "due_quotas", "list_api_tokens",
     "printer_names", "list_node_invitations", "get_node", "list_nodes", "get_quarantined",
     "list_quarantined", "get_offline_policy", "list_audit", "changes_since", "last_change_seq",
+    "schema_status", "pool_stats", "change_listener",
 }
 WRITES = set(IStore.names()) - READS - {"engine"}
 

@@ -8,7 +8,14 @@
 - `LoopbackSession`: one end's session delivering each request to the other end's real
   operation handlers in process, through JSON, answering as pcnet/net/line.py does
   (`ILineSession`);
-- `FakeCups`: CUPS as the provider sees it (`ICupsAdmin`).
+- `FakeCups`: CUPS as the provider sees it (`ICupsAdmin`);
+- `FakeServer`: one server of a node's list of servers (`IStreamClientEndpoint`): down,
+  up or rejecting the node; with `HelloFactory`, the hello a `ServerList` waits for;
+- in `tests.fakes.store`: `inline_store` (the real store answering at once), `GatedStore`
+  (one whose start the test releases) and `FakeChangeListener` (`IChangeListener`);
+- in `tests.fakes.devices`: `ScriptedDriver` and `ScriptedDevice` (`IDeviceDriverFactory`,
+  `IDevice`), whose start, status and stop do what the test says. (The device core's fake,
+  `pcnet.devices.testing.FakeCore`, belongs to the drivers' conformance kit and stays there.)
 
 Real parts are preferred where they are cheap: the store is a real SQLite or PostgreSQL store
 (tests/conftest.py), the node sessions a real `NodeSessions`.
@@ -16,19 +23,22 @@ Real parts are preferred where they are cheap: the store is a real SQLite or Pos
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.interfaces import IStreamClientEndpoint
 from zope.interface import implementer
-
-import json
 
 from pcnet.errors import Conflict, NotFound, PcnetError
 from pcnet.interfaces import ICupsAdmin, ILineSession
 from pcnet.net.line import LinkDown, RemoteError
 from pcnet.provider.cupsadmin import Queue
 
-__all__ = ["FakeCups", "LoopbackSession", "ProviderSession", "ServerSession", "peer", "remote_error"]
+__all__ = ["FakeCups", "FakeServer", "HelloFactory", "LoopbackSession", "ProviderSession",
+           "ServerSession", "peer", "remote_error"]
 
 
 class _Session:
@@ -39,11 +49,21 @@ class _Session:
         self.peer = IPv4Address("TCP", address, 40000)
         self.authenticated = True
         self.connected = True
+        #: This end's requests awaiting a reply (a test sets it to hold a session busy).
+        self.in_flight = 0
         self.aborted: list[str] = []
         self._closed = Deferred()
 
+    @property
+    def is_connected(self):
+        return self.connected
+
     def close(self):
         self._gone("closed")
+
+    def lose(self, why="lost"):
+        """The connection is gone under this end (the peer was killed, the network cut)."""
+        self._gone(why)
 
     def abort(self, why):
         self.aborted.append(why)
@@ -198,3 +218,34 @@ class FakeCups:
 def peer(host: str, port: int = 4000) -> IPv4Address:
     """The address a connection comes from, as Twisted gives it (a real `IPv4Address`)."""
     return IPv4Address("TCP", host, port)
+
+
+@implementer(IStreamClientEndpoint)
+class FakeServer:
+    """One server of a node's list of servers (`pcnet.net.failover.ServerList`), as an endpoint:
+    `state` "down" refuses connections, "up" approves the node's hello, "rejected" rejects it.
+    Each connection is a `ServerSession` (kept in `sessions` once its hello was approved)."""
+
+    def __init__(self, name, state="up"):
+        self.name = name
+        self.state = state
+        self.sessions: list[ServerSession] = []
+
+    def connect(self, protocolFactory):
+        if self.state == "down":
+            return defer.fail(ConnectionRefusedError())
+        session = ServerSession(node=self.name)
+        session.server = self
+        return defer.succeed(session)
+
+
+class HelloFactory:
+    """The hello of a `LineClientFactory` as a `ServerList` waits for it (`prepare(session)`):
+    approved by a `FakeServer` that is up, a `RemoteError("rejected")` by one that rejects."""
+
+    def prepare(self, session):
+        server = session.server
+        if server.state == "rejected":
+            return defer.fail(RemoteError("rejected", f"{server.name} rejects this node"))
+        server.sessions.append(session)
+        return defer.succeed(session)

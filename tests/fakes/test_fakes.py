@@ -45,3 +45,45 @@ def test_the_inline_store_is_the_real_store_answering_at_once():
     store.create_user("ann").addErrback(failed.append)
     assert failed and failed[0].value.code == "conflict"
     store.stop()
+
+
+def test_the_server_list_fakes_are_endpoints_and_line_sessions():
+    from twisted.internet.interfaces import IStreamClientEndpoint
+
+    from tests.fakes import FakeServer
+
+    server = FakeServer("a")
+    verifyObject(IStreamClientEndpoint, server)
+    sessions = []
+    server.connect(None).addCallback(sessions.append)
+    verifyObject(ILineSession, sessions[0])
+    failed = []
+    FakeServer("b", "down").connect(None).addErrback(failed.append)
+    assert failed and failed[0].check(Exception)
+
+
+def test_the_change_listener_fake_and_the_real_listeners_are_change_listeners():
+    from pcnet.interfaces import IChangeListener, IStore
+    from pcnet.store._watch import PostgresChangeListener, SqliteChangeListener
+    from tests.fakes.store import FakeChangeListener, GatedStore
+
+    verifyObject(IChangeListener, FakeChangeListener())
+    verifyClass(IChangeListener, SqliteChangeListener)
+    verifyClass(IChangeListener, PostgresChangeListener)
+    store = GatedStore()
+    verifyObject(IStore, store)
+    verifyObject(IChangeListener, store.change_listener(Clock(), interval=1))
+    assert not store.starting.called       # the test releases its start
+    store.stop()
+
+
+def test_the_scripted_drivers_are_device_drivers_and_devices():
+    from pcnet.devices import DeviceConfig
+    from pcnet.interfaces import IDevice, IDeviceDriverFactory
+    from tests.fakes.devices import ScriptedDriver
+
+    driver = ScriptedDriver("scripted", start="hang")
+    verifyObject(IDeviceDriverFactory, driver)
+    device = driver.build(DeviceConfig("d1", "scripted"), None, Clock())
+    verifyObject(IDevice, device)
+    assert not device.start().called and device.status().called

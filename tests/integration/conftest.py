@@ -8,12 +8,18 @@ message that says what to install (CI installs everything; deselect locally with
 CUPS: `cups_rig` is a private cupsd with the pcnet backend installed in its ServerBin and the
 backend's PCNET_* settings pointing into the rig (see cups_rig.py); `fake_provider` answers on
 the provider socket that backend uses.
+
+Hosts (hosts.py, docs/testing.md): `hosts_run` is the session's harness run, made after a sweep
+of what crashed runs left behind; a test module builds its `hosts.Network` on it (module scope,
+so the hosts are built once per module) and the run closes whatever is still open at the end.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
+import hosts
 import pytest
 from cups_rig import INSTALL_HINT, CupsRig, FakeProvider, missing_tools
 
@@ -53,3 +59,33 @@ def fake_provider(cups_rig):
         yield provider
     finally:
         provider.stop()
+
+
+def _require_hosts() -> None:
+    missing = hosts.missing_tools()
+    if missing:
+        pytest.fail(f"multi-host tests need {', '.join(missing)}: {hosts.INSTALL_HINT}, or deselect "
+                    'them with -m "not integration"', pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def hosts_run():
+    """The session's harness run (hosts.Run). Before it starts, the leftovers of runs that
+    died without cleaning up (their lock is free) are removed; at the end, everything the run
+    still has open is closed."""
+    _require_hosts()
+    removed = hosts.sweep()
+    if removed:
+        sys.stderr.write("hosts: removed leftovers of an earlier run: " + ", ".join(removed) + "\n")
+    run = hosts.Run.start()
+    try:
+        yield run
+    finally:
+        run.close()
+
+
+@pytest.fixture(scope="module")
+def network(hosts_run):
+    """An empty network (a router, no sites yet) for this module; closed after its last test."""
+    with hosts.Network(hosts_run) as net:
+        yield net

@@ -8,6 +8,11 @@ without touching the system CUPS. The system cupsd is never contacted.
 
 `FakePrinter` is an AppSocket (port 9100 style) printer: every connection's bytes land in one
 file. All waits are bounded; everything started is stopped by PID.
+
+Given a `host` (hosts.py), the rig runs inside that network namespace: cupsd is started there,
+`lp` and `lpadmin` run there, and the fake printers listen on that host's loopback (their
+listening sockets are made inside it; this process serves them). The rig's Unix socket is a
+file, so this process still reaches cupsd through it.
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
+import hosts
 from pcnet.provider import cupsadmin
 
 CUPSD = "/usr/sbin/cupsd"
@@ -47,14 +52,7 @@ def missing_tools() -> list[str]:
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
     """Poll `predicate` until it returns something truthy; RigError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise RigError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+    return hosts.wait_until(predicate, timeout, what, interval, error=RigError)
 
 
 def free_port() -> int:
@@ -64,10 +62,11 @@ def free_port() -> int:
 
 
 class FakePrinter:
-    """An AppSocket printer on 127.0.0.1: each connection's bytes are written to
-    `<directory>/job-NNN.bin` once the sender closes its side."""
+    """An AppSocket printer on 127.0.0.1 (of `host`, if given): each connection's bytes are
+    written to `<directory>/job-NNN.bin` once the sender closes its side."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, host=None):
+        self.host = host
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._server: socket.socket | None = None
@@ -85,7 +84,7 @@ class FakePrinter:
         return f"socket://127.0.0.1:{self.port}"
 
     def start(self) -> FakePrinter:
-        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._server = self.host.socket() if self.host else socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._server.bind(("127.0.0.1", 0))
         self._server.listen(8)
@@ -240,9 +239,15 @@ class CupsRig:
     """A private cupsd. `set_env` becomes SetEnv lines in cups-files.conf (the environment of
     filters and backends; the pcnet backend reads its PCNET_* settings from there)."""
 
-    def __init__(self, root: Path | None = None, *, set_env: dict[str, str] | None = None):
+    def __init__(self, root: Path | None = None, *, set_env: dict[str, str] | None = None,
+                 host=None):
+        self.host = host
         if root is None:
-            root = Path(tempfile.mkdtemp(prefix="pcnet-cups-"))
+            if host is not None:
+                root = host.dir / "cups"
+                root.mkdir(parents=True, exist_ok=True)
+            else:
+                root = Path(tempfile.mkdtemp(prefix="pcnet-cups-"))
         self.root = Path(root)
         # Filters run as `lp`: every directory on the way to the spool must be traversable.
         os.chmod(self.root, 0o755)
@@ -263,6 +268,8 @@ class CupsRig:
         self.port = 0
         self.process: subprocess.Popen | None = None
         self.printers: list[FakePrinter] = []
+        if host is not None:
+            host.network.run.adopt(self)  # closed with the run if nobody closes it before
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -280,12 +287,13 @@ class CupsRig:
             d.mkdir(parents=True, exist_ok=True)
             os.chmod(d, 0o755)
         self._build_serverbin()
-        self.port = free_port()
+        self.port = self.host.free_port() if self.host else free_port()
         self._write_config()
         with open(self.log_dir / "cupsd.stderr", "wb") as output:  # the child keeps its copy
+            # In a host, `ip netns exec` execs cupsd: the PID is cupsd's own.
             self.process = subprocess.Popen(
-                [CUPSD, "-f", "-c", str(self.conf_dir / "cupsd.conf"),
-                 "-s", str(self.conf_dir / "cups-files.conf")],
+                self._command([CUPSD, "-f", "-c", str(self.conf_dir / "cupsd.conf"),
+                               "-s", str(self.conf_dir / "cups-files.conf")]),
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"},
                 start_new_session=True,
@@ -331,6 +339,10 @@ class CupsRig:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.host is not None:
+            self.host.network.run.forget(self)
+
+    close = cleanup
 
     def job_processes(self) -> list[int]:
         """PIDs of the filters and backends this cupsd started (and their children)."""
@@ -447,8 +459,11 @@ CreateSelfSignedCerts no
     def connect(self):
         return cupsadmin.connect(self.server)
 
+    def _command(self, argv: list[str]) -> list[str]:
+        return self.host.command(argv) if self.host is not None else argv
+
     def add_printer(self, name: str) -> FakePrinter:
-        printer = FakePrinter(self.root / "printers" / name).start()
+        printer = FakePrinter(self.root / "printers" / name, self.host).start()
         self.printers.append(printer)
         return printer
 
@@ -484,7 +499,7 @@ CreateSelfSignedCerts no
 
     def run(self, argv: list[str], timeout: float = 30) -> str:
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+            done = subprocess.run(self._command(argv), capture_output=True, text=True, timeout=timeout,
                                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"},
                                   check=False)
         except subprocess.TimeoutExpired:

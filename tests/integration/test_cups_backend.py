@@ -320,6 +320,47 @@ def test_cups_command_errors_are_one_line():
     assert out.getvalue().startswith("usage: pcnet cups")
 
 
+def test_pcnet_cups_help_lists_every_command_with_its_options():
+    """`pcnet cups --help` through the real console command, not argparse's empty help."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pcnet = Path(sys.executable).with_name("pcnet")
+    for args in (["cups", "--help"], ["cups", "help"]):
+        done = subprocess.run([str(pcnet), *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        for command in ("install", "uninstall", "wrap", "unwrap", "list", "--server"):
+            assert command in done.stdout
+
+
+def test_uninstall_refuses_while_queues_are_wrapped_then_removes_only_its_launcher(cups_rig):
+    make_queue(cups_rig, "lab", wrap=True)
+    server = ["--server", cups_rig.server]
+    launcher = cups_rig.backend_dir / "pcnet"
+
+    def run(*args):
+        out, err = io.StringIO(), io.StringIO()
+        return cupsadmin.cups_command(server + list(args), out, err), out.getvalue(), err.getvalue()
+
+    status, out, err = run("uninstall", "--backend-dir", str(cups_rig.backend_dir))
+    assert status == 1 and "pcnet cups unwrap lab" in err and err.count("\n") == 1
+    assert launcher.exists()
+    assert run("unwrap", "lab")[0] == 0
+    status, out, _ = run("uninstall", "--backend-dir", str(cups_rig.backend_dir))
+    assert status == 0 and out == f"removed {launcher}\n" and not launcher.exists()
+    assert run("uninstall", "--backend-dir", str(cups_rig.backend_dir))[1].startswith("no pcnet backend")
+
+
+def test_uninstall_never_removes_a_backend_pcnet_did_not_write(tmp_path):
+    other = tmp_path / "pcnet"
+    other.write_text("#!/bin/sh\n# somebody else's backend\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert cupsadmin.cups_command(["uninstall", "--backend-dir", str(tmp_path), "--force"],
+                                  out, err) == 1
+    assert other.exists() and "not written by `pcnet cups install`" in err.getvalue()
+
+
 def test_cups_lists_the_pcnet_backend_as_a_device(cups_rig):
     out = cups_rig.run(["/usr/sbin/lpinfo", "-h", cups_rig.server, "--include-schemes", "pcnet",
                         "-v"])

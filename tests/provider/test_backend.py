@@ -461,3 +461,20 @@ def test_an_original_backend_stopped_by_sigterm_is_not_an_error(env, provider):
     assert status == Status.RETRY_CURRENT
     assert "INFO: pcnet: backend fake stopped by CUPS" in err
     assert "ERROR" not in err
+
+
+def test_the_spool_directory_is_made_root_only_and_spool_files_owner_only(tmp_path):
+    """Spool files are users' documents; only root (the backend and the provider) reads them,
+    whatever the umask, so the directory is 0700 and its files 0600 (docs/cups.md)."""
+    job = backend.Job(job_id=7, user="alice", title="t", copies=1, options="", file=None,
+                      queue="lab", device_uri="socket://x", content_type="application/pdf",
+                      final_content_type=None)
+    spool_dir = tmp_path / "spool"
+    old = os.umask(0)
+    try:
+        path = backend.spool_job(job, io.BytesIO(b"%PDF-1.4 ..."), str(spool_dir))
+    finally:
+        os.umask(old)
+    assert oct(spool_dir.stat().st_mode & 0o777) == "0o700"
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    assert Path(path).read_bytes() == b"%PDF-1.4 ..."

@@ -162,3 +162,51 @@ def test_the_service_listens_for_the_backend_and_connects_to_its_server(tmp_path
         assert (tcp[0], tcp[1]) == ("pcnet.test", 9191)
     finally:
         service.stopService()
+
+
+def _with_server_keys(tmp_path, keys: str):
+    path = write_config(tmp_path)
+    path.write_text(path.read_text() + keys + "\n")
+    return path
+
+
+def test_a_list_of_servers_is_tried_in_order_each_verified_by_its_own_host_name(tmp_path):
+    s = load_settings(_with_server_keys(
+        tmp_path, 'servers = ["app1.example.org", "app2.example.org:9192", "[fd00::7]:9191",'
+                  ' "tcp:host=10.0.0.9:port=9191"]\nfailback_interval = 0'))
+    assert [(a.endpoint, a.host) for a in s.servers] == [
+        ("tcp:host=app1.example.org:port=9191", "app1.example.org"),
+        ("tcp:host=app2.example.org:port=9192", "app2.example.org"),
+        ("tcp:host=fd00\\:\\:7:port=9191", "fd00::7"),
+        ("tcp:host=10.0.0.9:port=9191", "pcnet.test"),    # an endpoint: [server] host's name
+    ]
+    assert s.failback_interval == 0 and s.rejected_retry == 300
+
+
+def test_without_a_list_the_one_server_of_host_and_endpoint_is_used(tmp_path):
+    s = load_settings(write_config(tmp_path))
+    assert [(a.endpoint, a.host) for a in s.servers] == [("tcp:host=pcnet.test:port=9191", "pcnet.test")]
+
+
+@pytest.mark.parametrize("value, message", [
+    ('["tls:host=a:port=1"]', "TLS is added by pcnet"),
+    ('["app:http"]', "the port must be a number"),
+    ('[""]', "is not a server"),
+    ('[7]', "is not a server"),
+])
+def test_a_bad_server_in_the_list_is_named(tmp_path, value, message):
+    with pytest.raises(ConfigError, match=r"\[server\] servers") as e:
+        load_settings(_with_server_keys(tmp_path, f"servers = {value}"))
+    assert message in str(e.value)
+
+
+def test_the_provider_service_keeps_one_session_over_the_server_list(tmp_path):
+    from pcnet.net.failover import ServerList
+
+    path = _with_server_keys(tmp_path, 'servers = ["a.example.org", "b.example.org:9999"]')
+    service = make_provider_service(path, MemoryReactorClock())
+    link = service.getServiceNamed("link")
+    assert isinstance(link, ServerList)
+    assert [srv.name for srv in link.servers] == [
+        "a.example.org (tcp:host=a.example.org:port=9191)",
+        "b.example.org (tcp:host=b.example.org:port=9999)"]

@@ -17,7 +17,8 @@ No other code writes to the store (tests/app/test_write_path.py checks it). Read
 through the services too (`users.get`, `printers.list`, ...), which is how adapters find
 records by id or name.
 
-    services = Services(store, reactor, bus, settings=ServiceSettings.from_config(cfg),
+    settings = pcnet.config.load_settings(path)        # the typed AppSettings, read once
+    services = Services(store, reactor, bus, settings=ServiceSettings.from_config(settings),
                         threads=reactor)
     user = await services.users.create(Actor.for_cli(sys.argv[1:]), "ann", full_name="Ann")
     decision, job = await services.jobs.submit(request, Actor.for_node("provider", "print01"))
@@ -64,7 +65,8 @@ class Services:
 
     `users`, `groups`, `accounts`, `printers`, `quotas`, `tokens`, `nodes`, `held_jobs`,
     `jobs`, `offline_policy`, `quarantine`, `audit`; `sessions` (the live pcnet/1 sessions of
-    every listener: `sessions.attach(line_server_factory)`), `bus` (the change events).
+    every listener: `sessions.attach(line_server_factory)`; `nodes.connected()` says who is
+    connected, for health and metrics), `bus` (the change events).
 
     `clock` is an `IReactorTime` (the reactor, or a `task.Clock` in tests); `bus` a
     `ChangeBus` (a new one if None); `settings` the `ServiceSettings` (read once from the
@@ -95,7 +97,3 @@ class Services:
         self.quarantine = QuarantineService(self.ctx, self, self.sessions)
         self.offline_policy = OfflinePolicyService(self.ctx, self)
         self.audit = AuditService(self.ctx, self)
-
-    def connected_nodes(self, role: str | None = None) -> list[tuple[str, str]]:
-        """[(role, node)] of the pcnet/1 nodes connected now (e.g. for `/api/health`)."""
-        return self.sessions.connected(role)

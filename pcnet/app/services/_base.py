@@ -32,19 +32,12 @@ class ServiceSettings:
     paper_size: str = DEFAULT_PAPER_SIZE
 
     @classmethod
-    def from_config(cls, cfg) -> ServiceSettings:
-        """From the server's configuration (its `[jobs]` section): a validated
-        `pcnet.config.Config`, or a typed settings object whose `jobs` has `limits`,
-        `offline_policy`, `hold_expiry_hours` (and `paper_size`)."""
-        typed = getattr(cfg, "jobs", None)
-        if typed is not None and hasattr(typed, "limits"):
-            return cls(job_limits=typed.limits, offline_policy=OfflinePolicy(typed.offline_policy),
-                       hold_expiry_hours=float(typed.hold_expiry_hours),
-                       paper_size=getattr(typed, "paper_size", DEFAULT_PAPER_SIZE))
-        jobs = cfg["jobs"]
-        return cls(job_limits=cfg.job_limits, offline_policy=OfflinePolicy(jobs["offline_policy"]),
-                   hold_expiry_hours=float(jobs["hold_expiry_hours"]),
-                   paper_size=jobs.get("paper_size", DEFAULT_PAPER_SIZE))
+    def from_config(cls, settings) -> ServiceSettings:
+        """From the server's typed settings (`pcnet.config.AppSettings`, read once by
+        `pcnet.config.load_settings`): its `[jobs]` section."""
+        jobs = settings.jobs
+        return cls(job_limits=jobs.limits, offline_policy=OfflinePolicy(jobs.offline_policy),
+                   hold_expiry_hours=float(jobs.hold_expiry_hours), paper_size=jobs.paper_size)
 
 
 class Context:

@@ -103,17 +103,19 @@ class JobService:
         #: The account whose charge is being published (see `_published`): the directory has
         #: that balance already, from the ledger row this service wrote.
         self.charging: int | None = None
-        ctx.bus.subscribe(self._follow, kinds=("printer", "user", "account"))
+        ctx.bus.subscribe(self._follow, kinds=JobDirectory.FOLLOWS)
 
     def _follow(self, event: ChangeEvent) -> None:
-        """Forget what a change event names (the job path's cache must never decide on a
-        changed printer or user)."""
-        if event.kind == "printer":
-            self.directory.forget_printer(event.id)
-        elif event.kind == "user":
-            self.directory.forget_user(event.name)
-        elif event.id != self.charging or not event.local:
-            self.directory.forget_account(event.id)
+        """The one subscriber of the job path's cache: forget what a change event names (the
+        cache must never decide on a changed printer, user or account), except the event this
+        service publishes for its own charge (`charging`): the directory keeps the balance of
+        the ledger row it has just written rather than reading the account back on every job.
+        Any other account event, and every event heard from another process (`local=False`),
+        forgets the account."""
+        if (event.kind == "account" and event.local and self.charging is not None
+                and event.id == self.charging):
+            return
+        self.directory.changed(event)
 
     def _published(self, stored: JobRecord, txn, op: str = "create") -> None:
         """The events of a job written: the job, and its account when a charge moved it."""

@@ -1,4 +1,4 @@
--- The audit log: who changed what (SQLite). Keep in step with ../postgres/0005_audit_log.sql.
+-- The audit log: who changed what (SQLite). Keep in step with ../postgres/0006_audit_log.sql.
 --
 -- One row per administrative write made through the service layer (pcnet/app/services), written
 -- in the same transaction as the write it records. `actor` is who did it ("token:3",

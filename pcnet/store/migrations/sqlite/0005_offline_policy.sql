@@ -1,4 +1,4 @@
--- The Site Server's offline policy (SQLite). Keep in step with ../postgres/0006_offline_policy.sql.
+-- The Site Server's offline policy (SQLite). Keep in step with ../postgres/0007_offline_policy.sql.
 --
 -- One row (id 1), set centrally through the service layer and replicated to Site Servers in
 -- the change feed (table offline_policy): what a Site Server does while it has lost its link

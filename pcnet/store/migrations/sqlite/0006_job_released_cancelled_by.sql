@@ -1,4 +1,4 @@
--- Who released and who cancelled a held job (SQLite; the same in PostgreSQL's 0007).
+-- Who released and who cancelled a held job (SQLite; the same in PostgreSQL's 0008).
 --
 -- The job log kept who released a job only in `reason` ("released by ..."), which the job's
 -- printing overwrote; an administrator's cancel recorded no one. Now the release and the

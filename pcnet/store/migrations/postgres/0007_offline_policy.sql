@@ -17,3 +17,8 @@ CREATE TRIGGER offline_policy_feed BEFORE INSERT OR UPDATE ON offline_policy
     FOR EACH ROW EXECUTE FUNCTION pcnet_stamp_change();
 
 INSERT INTO offline_policy (id) VALUES (1);
+
+-- Every server (and a Site Server's feed) hears a change of the policy, whoever made it, as it
+-- commits (pcnet_notify_change: migration 0005_change_notify; pcnet/store/_watch.py).
+CREATE TRIGGER offline_policy_notify AFTER INSERT OR UPDATE ON offline_policy
+    FOR EACH ROW EXECUTE FUNCTION pcnet_notify_change('id');
