@@ -13,7 +13,6 @@ database (its change watcher), not from this process.
 from __future__ import annotations
 
 import csv
-import re
 import socket
 import sys
 from datetime import datetime, timezone

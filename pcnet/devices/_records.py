@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from pcnet.domain.model import DEFAULT_PAPER_SIZE
 from pcnet.errors import InvalidInput
 
 
@@ -144,7 +145,7 @@ class Usage:
     pages: int
     colour_pages: int = 0
     duplex: bool = False
-    paper_size: str = "A4"
+    paper_size: str = DEFAULT_PAPER_SIZE
     account_id: int | None = None
     document_name: str = ""
     at: datetime | None = None

@@ -26,6 +26,7 @@ from collections import OrderedDict
 from twisted.internet import defer
 
 from pcnet.devices._records import USAGE_KINDS, AccountChoice, DeviceState, DeviceStatus, HeldJob, Usage
+from pcnet.domain.model import DEFAULT_PAPER_SIZE
 from pcnet.errors import Forbidden, InvalidInput, Unauthorized
 from pcnet.money import format_money
 
@@ -58,13 +59,16 @@ def _flag(msg: dict, key: str) -> bool:
     return value
 
 
-def account_json(a: AccountChoice) -> dict:
+def account_choice_wire(a: AccountChoice) -> dict:
+    """An `AccountChoice` in a device reply (named apart from the admin API's `account_json`,
+    which serialises a whole `Account`: one name, one meaning)."""
     return {"id": a.id, "name": a.name, "kind": a.kind, "balance": format_money(a.balance),
             "available": None if a.available is None else format_money(a.available),
             "restricted": a.restricted}
 
 
-def held_job_json(j: HeldJob) -> dict:
+def device_held_job_wire(j: HeldJob) -> dict:
+    """A device's `HeldJob` (a held job as a user at the device sees it) in a device reply."""
     return {"uuid": j.uuid, "document_name": j.document_name, "pages": j.pages,
             "colour_pages": j.colour_pages, "copies": j.copies, "duplex": j.duplex,
             "paper_size": j.paper_size, "cost": format_money(j.cost), "status": j.status,
@@ -144,12 +148,12 @@ class DeviceOps:
         token = self._table(session).open(identity.user_id, identity.username)
         return {"session": token,
                 "user": {"username": identity.username, "full_name": identity.full_name},
-                "accounts": [account_json(a) for a in accounts]}
+                "accounts": [account_choice_wire(a) for a in accounts]}
 
     async def accounts(self, session, msg):
         _, user_id = self._user(session, msg)
         accounts = await self._services(session).accounts(user_id)
-        return {"accounts": [account_json(a) for a in accounts]}
+        return {"accounts": [account_choice_wire(a) for a in accounts]}
 
     def _usage(self, msg, user_id, *, uuid: str) -> Usage:
         kind = _text(msg, "kind", limit=8)
@@ -159,7 +163,7 @@ class DeviceOps:
         if account is not None and (type(account) is not int or account < 1):
             raise InvalidInput("account_id: an account id from device.accounts", field="account_id")
         return Usage(uuid, kind, user_id, _count(msg, "pages"), _count(msg, "colour_pages", 0),
-                     _flag(msg, "duplex"), _text(msg, "paper_size", required=False, limit=32) or "A4",
+                     _flag(msg, "duplex"), _text(msg, "paper_size", required=False, limit=32) or DEFAULT_PAPER_SIZE,
                      account, _text(msg, "document_name", required=False))
 
     async def quote(self, session, msg):
@@ -170,17 +174,17 @@ class DeviceOps:
     async def held_jobs(self, session, msg):
         _, user_id = self._user(session, msg)
         jobs = await self._services(session).held_jobs(user_id)
-        return {"jobs": [held_job_json(j) for j in jobs]}
+        return {"jobs": [device_held_job_wire(j) for j in jobs]}
 
     async def release(self, session, msg):
         _, user_id = self._user(session, msg)
         job = await self._services(session).release_job(user_id, _text(msg, "job", limit=64))
-        return {"job": held_job_json(job)}
+        return {"job": device_held_job_wire(job)}
 
     async def cancel(self, session, msg):
         _, user_id = self._user(session, msg)
         job = await self._services(session).cancel_job(user_id, _text(msg, "job", limit=64))
-        return {"job": held_job_json(job)}
+        return {"job": device_held_job_wire(job)}
 
     async def usage(self, session, msg):
         _, user_id = self._user(session, msg)

@@ -80,6 +80,22 @@ def peer_ip(peer) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return ip
 
 
+class Networks:
+    """A list of networks that some clients are let in by (`[protocol] auto_approve_networks`,
+    `[metrics] allow_networks`): `ip in networks` for an address (None is in none), and
+    `networks.admits(peer)` for a Twisted `IAddress` (IPv4-mapped IPv6 addresses count as
+    IPv4). The strings are checked already (pcnet.config)."""
+
+    def __init__(self, networks=()):
+        self._networks = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+
+    def __contains__(self, ip) -> bool:
+        return ip is not None and any(ip.version == n.version and ip in n for n in self._networks)
+
+    def admits(self, peer) -> bool:
+        return peer_ip(peer) in self
+
+
 @dataclass
 class NodeRecord:
     role: str

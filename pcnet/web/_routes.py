@@ -207,3 +207,24 @@ def render(request, result, status: int) -> bytes:
 
 def json_bytes(value) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def json_reply(request, status: int, value) -> bytes:
+    """Answer `request` with `value` as JSON and `status`; never cached (every answer of the
+    server's resources is live)."""
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    return json_bytes(value)
+
+
+def error_reply(request, status: int, code: str, message: str) -> bytes:
+    """pcnet's error body, `{"error": {"code": ..., "message": ...}}`, for every resource
+    (the admin API, `/`, `/api`, health and metrics)."""
+    return json_reply(request, status, {"error": {"code": code, "message": message}})
+
+
+def request_path(request) -> str:
+    """The request's path as text for an error message or a log line, bounded (never its
+    query string, which may hold a secret)."""
+    return request.path.decode("utf-8", "replace")[:300]

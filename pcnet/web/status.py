@@ -14,29 +14,18 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
-import json
 
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 import pcnet
+from pcnet.net.registry import Networks
+from pcnet.web._routes import error_reply, json_reply, request_path
 
 log = Logger(namespace="pcnet.web.status")
 
 OPENAPI = "/api/v1/openapi.json"
-
-
-def _json(request, status: int, body) -> bytes:
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json; charset=utf-8")
-    request.setHeader(b"cache-control", b"no-store")
-    return json.dumps(body, indent=None, separators=(",", ":")).encode() + b"\n"
-
-
-def _error(request, status: int, code: str, message: str) -> bytes:
-    return _json(request, status, {"error": {"code": code, "message": message}})
 
 
 class JsonResource(Resource):
@@ -54,8 +43,8 @@ class JsonResource(Resource):
 
     def render_GET(self, request):
         if self._body is None:
-            return _error(request, 404, "not_found", f"no such resource: {_path(request)}")
-        return _json(request, 200, self._body())
+            return error_reply(request, 404, "not_found", f"no such resource: {request_path(request)}")
+        return json_reply(request, 200, self._body())
 
     def render_HEAD(self, request):
         return self.render_GET(request)
@@ -63,7 +52,7 @@ class JsonResource(Resource):
     def render(self, request):
         if request.method not in (b"GET", b"HEAD"):
             request.setHeader(b"allow", b"GET, HEAD")
-            return _error(request, 405, "method_not_allowed",
+            return error_reply(request, 405, "method_not_allowed",
                           f"{request.method.decode('ascii', 'replace')} is not allowed here; use GET")
         return super().render(request)
 
@@ -72,11 +61,8 @@ class _NotFound(Resource):
     isLeaf = True
 
     def render(self, request):
-        return _error(request, 404, "not_found", f"no such resource: {_path(request)}")
+        return error_reply(request, 404, "not_found", f"no such resource: {request_path(request)}")
 
-
-def _path(request) -> str:
-    return request.path.decode("utf-8", "replace")[:300]
 
 
 class HealthResource(JsonResource):
@@ -94,7 +80,7 @@ class HealthResource(JsonResource):
         def answer(result):
             status, body = result
             if not request.finished and not getattr(request, "_disconnected", False):
-                request.write(_json(request, status, body))
+                request.write(json_reply(request, status, body))
                 request.finish()
 
         def failed(failure):
@@ -113,7 +99,7 @@ class MetricsResource(JsonResource):
     def __init__(self, metrics, *, allow_networks=(), token: str | None = None):
         super().__init__()
         self.metrics = metrics
-        self.networks = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
+        self.networks = Networks(allow_networks)
         self.token = token
 
     def allowed(self, request) -> bool:
@@ -122,25 +108,15 @@ class MetricsResource(JsonResource):
             scheme, _, given = header.partition(b" ")
             if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token.encode()):
                 return True
-        peer = request.getClientAddress()
-        host = getattr(peer, "host", None)
-        if not host:
-            return False
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        if address.version == 6 and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in net for net in self.networks)
+        return self.networks.admits(request.getClientAddress())
 
     def render_GET(self, request):
         if not self.allowed(request):
             if self.token is not None:
                 request.setHeader(b"www-authenticate", b'Bearer realm="pcnet metrics"')
-                return _error(request, 401, "unauthorized",
+                return error_reply(request, 401, "unauthorized",
                               "send 'Authorization: Bearer <token>' with the [metrics] token")
-            return _error(request, 403, "forbidden",
+            return error_reply(request, 403, "forbidden",
                           "metrics are served to [metrics] allow_networks only")
         body, content_type = self.metrics.exposition()
         request.setHeader(b"content-type", content_type.encode())

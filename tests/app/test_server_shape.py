@@ -11,7 +11,6 @@ import pytest
 import pytest_twisted
 from treq.testing import StubTreq
 from twisted.application.internet import StreamServerEndpointService, TimerService
-from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 
 from pcnet import config as configlib

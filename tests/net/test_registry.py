@@ -138,3 +138,21 @@ def test_unknown_role_is_refused():
 def test_peer_ip_of_non_ip_addresses_is_none():
     assert peer_ip(object()) is None
     assert peer_ip(IPv4Address("TCP", "not-an-ip", 1)) is None
+
+
+def test_a_network_list_admits_its_networks_ipv4_mapped_peers_included_and_nothing_else():
+    """One allow-list check for auto-approved nodes and the metrics endpoint: an IPv4 client
+    reaching a dual-stack listener (::ffff:10.1.2.3) counts as IPv4, a peer without an IP
+    address (a Unix socket) and another address family are in no network."""
+    from twisted.internet.address import UNIXAddress
+
+    from pcnet.net.registry import Networks
+
+    networks = Networks(["10.0.0.0/8", "2001:db8::/32"])
+    assert networks.admits(IPv4Address("TCP", "10.1.2.3", 1))
+    assert networks.admits(IPv6Address("TCP", "::ffff:10.1.2.3", 1))
+    assert networks.admits(IPv6Address("TCP", "2001:db8::5", 1))
+    assert not networks.admits(IPv4Address("TCP", "192.0.2.1", 1))
+    assert not networks.admits(IPv6Address("TCP", "::1", 1))
+    assert not networks.admits(UNIXAddress(b"/run/pcnet.sock"))
+    assert not Networks().admits(IPv4Address("TCP", "10.1.2.3", 1))

@@ -4,11 +4,12 @@ habits of a write (check, write with its audit row, then publish)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from twisted.internet.threads import deferToThreadPool
 
 from pcnet.app.events import ChangeBus, ChangeEvent
+from pcnet.app.jobs import utcnow
 from pcnet.app.services._audit import entry_maker
 from pcnet.domain.decision import DEFAULT_LIMITS
 from pcnet.domain.model import DEFAULT_PAPER_SIZE, JobLimits, OfflinePolicy
@@ -57,7 +58,7 @@ class Context:
         self.threads = threads
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock.seconds(), tz=timezone.utc)
+        return utcnow(self.clock)
 
     async def hash_secret(self, secret: str) -> str:
         if self.threads is not None:

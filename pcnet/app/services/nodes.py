@@ -12,7 +12,6 @@ approval, and the sessions of the nodes connected now.
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import timedelta
 
 from twisted.internet.defer import Deferred
@@ -31,7 +30,7 @@ from pcnet.domain.enrolment import (
 )
 from pcnet.domain.secrets import hash_token
 from pcnet.interfaces import INodeRegistry, INodeSessions
-from pcnet.net.registry import NodeStatus, credential_digest, peer_ip
+from pcnet.net.registry import Networks, NodeStatus, credential_digest, peer_ip
 
 log = Logger(namespace="pcnet.app.services.nodes")
 
@@ -80,20 +79,17 @@ class StoreNodeRegistry:
 
     def __init__(self, ctx, *, auto_approve_networks=()):
         self.ctx = ctx
-        self._networks = [ipaddress.ip_network(n, strict=False) for n in auto_approve_networks]
+        self._networks = Networks(auto_approve_networks)
 
     def check(self, role, node, credential, peer, enrolment_code=None):
         return Deferred.fromCoroutine(self._check(role, node, credential, peer, enrolment_code))
-
-    def _auto(self, ip) -> bool:
-        return ip is not None and any(ip.version == n.version and ip in n for n in self._networks)
 
     async def _check(self, role, node, credential, peer, enrolment_code) -> NodeStatus:
         ip = peer_ip(peer)
         verdict = await self.ctx.store.node_hello(
             role, node, credential_digest(credential).hex(), str(ip) if ip is not None else "",
             code_hash=None if enrolment_code is None else hash_token(enrolment_code),
-            auto_approve=self._auto(ip))
+            auto_approve=ip in self._networks)
         status = NodeStatus(verdict.status)
         if verdict.pin or verdict.approve:
             self.ctx.publish("node", node, "update", node)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid as uuidlib
-from datetime import datetime, timezone
+from datetime import datetime
 
 from klein import Klein
 from twisted.logger import Logger
@@ -21,6 +21,7 @@ from twisted.web.resource import Resource
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 
+from pcnet.app.jobs import utcnow
 from pcnet.app.services import Actor, TokenRefused
 from pcnet.app.throttle import SignInThrottle, TooManyAttempts
 from pcnet.domain import rules as R
@@ -35,7 +36,7 @@ from pcnet.web._fields import (
     String,
 )
 from pcnet.web._openapi import openapi_document
-from pcnet.web._routes import MAX_BODY, RouteTable, json_bytes
+from pcnet.web._routes import MAX_BODY, RouteTable, error_reply, json_reply, request_path
 
 API_PREFIX = "/api/v1"
 API_VERSION = "1.0.0"
@@ -181,7 +182,7 @@ class ApiBase:
                         "Every error is `{\"error\": {\"code\", \"message\"}}`.")
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock.seconds(), tz=timezone.utc)
+        return utcnow(self.clock)
 
     async def _authenticate(self, request, scheme: str = "bearer"):
         """The request's `Actor` (an API token's, or for "basic" the signed-in user's, with
@@ -227,8 +228,6 @@ class ApiBase:
     @app.handle_errors(Exception)
     def _on_error(self, request, failure):
         error = failure.value
-        request.setHeader(b"content-type", b"application/json; charset=utf-8")
-        request.setHeader(b"cache-control", b"no-store")
         if isinstance(error, PcnetError):
             status, body = error.http_status, error.to_json()
             if isinstance(error, Unauthenticated):
@@ -236,7 +235,7 @@ class ApiBase:
             elif isinstance(error, TooManyAttempts):
                 request.setHeader(b"retry-after", str(error.retry_after).encode())
         elif isinstance(error, RouteNotFound):
-            status, body = 404, {"code": "not_found", "message": f"no such route: {_path(request)}"}
+            status, body = 404, {"code": "not_found", "message": f"no such route: {request_path(request)}"}
         elif isinstance(error, MethodNotAllowed):
             allowed = sorted(error.valid_methods or ())
             request.setHeader(b"allow", ", ".join(allowed).encode())
@@ -249,11 +248,10 @@ class ApiBase:
             ref_ = uuidlib.uuid4().hex[:12]
             # Only the method, path and failure: bodies and headers may hold secrets.
             self.log.failure("admin API: unexpected error {ref} in {method} {path}", failure,
-                             ref=ref_, method=request.method.decode("latin-1"), path=_path(request))
+                             ref=ref_, method=request.method.decode("latin-1"), path=request_path(request))
             status, body = 500, {"code": "internal",
                                  "message": f"internal error (reference {ref_}); see the server log"}
-        request.setResponseCode(status)
-        return json_bytes({"error": body})
+        return json_reply(request, status, {"error": body})
 
     # --- index and document ------------------------------------------------------------------
 
@@ -285,14 +283,8 @@ class _Utf8Guard(Resource):
                 segment.decode("utf-8")
             request.getRequestHostname().decode("utf-8")
         except UnicodeDecodeError:
-            request.setResponseCode(400)
-            request.setHeader(b"content-type", b"application/json; charset=utf-8")
-            return json_bytes({"error": {"code": "invalid", "message": "the URL is not UTF-8"}})
+            return error_reply(request, 400, "invalid", "the URL is not UTF-8")
         return self._klein.render(request)
-
-
-def _path(request) -> str:
-    return request.path.decode("utf-8", "replace")[:300]
 
 
 #: A name field (groups, shared accounts, printers, tokens).
