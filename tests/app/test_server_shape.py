@@ -267,6 +267,18 @@ async def test_health_is_503_while_starting_200_once_serving_and_503_on_an_old_s
                                   "schema_latest": 5, "migrations_current": True, "ok": True}
     assert report["links"] == {"provider": 0, "site": 0, "device": 0}
     assert report["changes"] == {"watching": "fake", "connected": True}
+    # Links are the service layer's node sessions: what health, metrics and pushes all see.
+    from tests.fakes import ProviderSession
+
+    app.line.sessions[("provider", "print01")] = ProviderSession("print01")
+    app.line.sessions[("site", "north")] = gone = ProviderSession("north", role="site")
+    gone.lose()
+    code, body, _ = await get(app, "/api/health")
+    assert json.loads(body)["links"] == {"provider": 1, "site": 0, "device": 0}
+    assert app.service_layer.nodes.connected() == [("provider", "print01")]
+    metrics, _ = app.metrics.exposition()
+    assert b'pcnet_line_links{role="provider"} 1.0' in metrics
+    del app.line.sessions[("provider", "print01")], app.line.sessions[("site", "north")]
     store.schema = SchemaStatus(4, 5, False)
     code, body, _ = await get(app, "/api/health")
     assert code == 503 and json.loads(body)["status"] == "unavailable"
